@@ -1,0 +1,42 @@
+/// What the watcher (or the binding's log layer) hands to the Ruby dispatcher
+/// thread. Only that thread touches the Ruby VM; Rust threads never do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// Raise `Killer::Cancelled` into the thread running job `token`.
+    /// `attempt` > 1 means the job ignored the previous raise for `grace`.
+    Cancel {
+        token: u64,
+        jid: String,
+        attempt: u32,
+    },
+    /// A line for Sidekiq's logger.
+    Log {
+        level: LogLevel,
+        jid: Option<String>,
+        message: String,
+    },
+    /// Sent by the unblocking function so a waiting dispatcher returns to Ruby
+    /// (Thread#kill, Ctrl-C, process exit) without any other effect.
+    Wake,
+    /// The runtime is shutting down; the dispatcher should leave its loop.
+    Shutdown,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+impl LogLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
+        }
+    }
+}

@@ -1,0 +1,25 @@
+//! The pure-Rust core of sidekiq-killer.
+//!
+//! Everything that can be decided without the Ruby VM lives here: the Redis
+//! schema, the console-side client that records cancels, the registry of
+//! running jobs, and the watcher thread that learns about cancels (pub/sub for
+//! speed, a cheap poll for durability) and turns them into [`Event`]s for the
+//! one Ruby thread that is allowed to act on them.
+
+mod backoff;
+mod client;
+mod error;
+mod event;
+mod link;
+mod registry;
+mod schema;
+mod settings;
+mod watcher;
+
+pub use client::Client;
+pub use error::{Error, Result};
+pub use event::{Event, LogLevel};
+pub use registry::{Outcome, Started};
+pub use schema::{validate_jid, JobStatus, Keys, MAX_JID_BYTES, SCHEMA_VERSION};
+pub use settings::Settings;
+pub use watcher::Watcher;

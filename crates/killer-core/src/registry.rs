@@ -1,0 +1,231 @@
+//! Running jobs and known cancel requests, in one structure under one lock:
+//! a job starting and a cancel arriving can then never interleave so that
+//! the cancel is missed (checked on start, or found on arrival).
+//! Pure: no I/O, time is passed in.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+/// The answer to "may this job start?".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Started {
+    /// Run the job; pass this token back when it ends.
+    Run(u64),
+    /// A cancel for this id was recorded before the job started: skip it.
+    Cancelled(String),
+}
+
+/// How a job ended, as the Ruby wrapper saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The body returned or raised on its own.
+    Finished,
+    /// The body was stopped by `Killer::Cancelled`.
+    Cancelled,
+}
+
+#[derive(Debug)]
+struct Job {
+    ids: Vec<String>,
+    class: String,
+    /// The id a cancel arrived for, once one has.
+    cancel_for: Option<String>,
+}
+
+/// What the watcher must record in Redis about a job that ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ended {
+    pub class: String,
+    /// The ids whose status should change; empty when nobody asked.
+    pub requested: Vec<String>,
+}
+
+#[derive(Debug, Default)]
+pub struct Registry {
+    next_token: u64,
+    jobs: HashMap<u64, Job>,
+    by_id: HashMap<String, u64>,
+    /// id -> when the request stops applying (cancel_ttl after it was made).
+    cancels: HashMap<String, Instant>,
+}
+
+impl Registry {
+    pub fn start(&mut self, ids: Vec<String>, class: String, now: Instant) -> Started {
+        if let Some(id) = ids.iter().find(|id| self.is_requested(id, now)) {
+            return Started::Cancelled(id.clone());
+        }
+        self.next_token += 1;
+        let token = self.next_token;
+        for id in &ids {
+            self.by_id.insert(id.clone(), token);
+        }
+        self.jobs.insert(
+            token,
+            Job {
+                ids,
+                class,
+                cancel_for: None,
+            },
+        );
+        Started::Run(token)
+    }
+
+    /// Ends a job. Returns `None` for an unknown token (already ended).
+    pub fn finish(&mut self, token: u64) -> Option<Ended> {
+        let job = self.jobs.remove(&token)?;
+        for id in &job.ids {
+            // Another job may have started with the same id since; leave it.
+            if self.by_id.get(id) == Some(&token) {
+                self.by_id.remove(id);
+            }
+        }
+        let requested = match job.cancel_for {
+            Some(id) => vec![id],
+            None => job
+                .ids
+                .into_iter()
+                .filter(|id| self.cancels.contains_key(id))
+                .collect(),
+        };
+        Some(Ended {
+            class: job.class,
+            requested,
+        })
+    }
+
+    /// Learns about a cancel request. Returns the token of a running job to
+    /// interrupt, only the first time a request reaches that job: the poll
+    /// re-reads recent requests, and those must not raise again.
+    pub fn request_cancel(&mut self, id: &str, until: Instant, now: Instant) -> Option<u64> {
+        if until <= now {
+            return None;
+        }
+        self.cancels.insert(id.to_owned(), until);
+        let token = *self.by_id.get(id)?;
+        let job = self.jobs.get_mut(&token)?;
+        if job.cancel_for.is_some() {
+            return None;
+        }
+        job.cancel_for = Some(id.to_owned());
+        Some(token)
+    }
+
+    pub fn is_running(&self, token: u64) -> bool {
+        self.jobs.contains_key(&token)
+    }
+
+    pub fn running(&self) -> usize {
+        self.jobs.len()
+    }
+
+    pub fn known_cancels(&self) -> usize {
+        self.cancels.len()
+    }
+
+    /// Forgets requests past their TTL, so memory follows the cancel rate,
+    /// not the uptime.
+    pub fn expire(&mut self, now: Instant) {
+        self.cancels.retain(|_, until| *until > now);
+    }
+
+    fn is_requested(&self, id: &str, now: Instant) -> bool {
+        self.cancels.get(id).is_some_and(|until| *until > now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn ids(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    const DAY: Duration = Duration::from_secs(86400);
+
+    #[test]
+    fn a_cancel_reaches_the_running_job_once() {
+        let now = Instant::now();
+        let mut r = Registry::default();
+        let Started::Run(t) = r.start(ids(&["a"]), "Job".into(), now) else {
+            panic!("should run")
+        };
+        assert_eq!(r.request_cancel("a", now + DAY, now), Some(t));
+        assert_eq!(r.request_cancel("a", now + DAY, now), None, "re-read by the poll");
+        let ended = r.finish(t).unwrap();
+        assert_eq!(ended.requested, ids(&["a"]));
+        assert_eq!(r.finish(t), None);
+        assert_eq!(r.running(), 0);
+    }
+
+    #[test]
+    fn a_recorded_cancel_stops_the_job_from_starting_by_any_of_its_ids() {
+        let now = Instant::now();
+        let mut r = Registry::default();
+        assert_eq!(r.request_cancel("aj-1", now + DAY, now), None);
+        assert_eq!(
+            r.start(ids(&["jid-1", "aj-1"]), "Wrapper".into(), now),
+            Started::Cancelled("aj-1".into())
+        );
+        assert_eq!(r.running(), 0);
+    }
+
+    #[test]
+    fn a_cancel_for_one_job_never_names_another() {
+        let now = Instant::now();
+        let mut r = Registry::default();
+        let Started::Run(a) = r.start(ids(&["a"]), "J".into(), now) else {
+            panic!()
+        };
+        let Started::Run(b) = r.start(ids(&["b"]), "J".into(), now) else {
+            panic!()
+        };
+        assert_ne!(a, b);
+        assert_eq!(r.request_cancel("b", now + DAY, now), Some(b));
+        assert_eq!(r.finish(a).unwrap().requested, Vec::<String>::new());
+        // A cancel for an id that already ended does not touch anyone.
+        assert_eq!(r.request_cancel("a", now + DAY, now), None);
+    }
+
+    #[test]
+    fn a_job_that_ends_before_the_raise_reports_the_request() {
+        let now = Instant::now();
+        let mut r = Registry::default();
+        let Started::Run(t) = r.start(ids(&["a"]), "J".into(), now) else {
+            panic!()
+        };
+        r.request_cancel("a", now + DAY, now);
+        assert_eq!(r.finish(t).unwrap().requested, ids(&["a"]));
+    }
+
+    #[test]
+    fn expired_requests_neither_block_nor_linger() {
+        let now = Instant::now();
+        let mut r = Registry::default();
+        r.request_cancel("a", now + Duration::from_secs(1), now);
+        assert_eq!(r.known_cancels(), 1);
+        let later = now + Duration::from_secs(2);
+        assert!(matches!(
+            r.start(ids(&["a"]), "J".into(), later),
+            Started::Run(_)
+        ));
+        r.expire(later);
+        assert_eq!(r.known_cancels(), 0);
+        assert_eq!(r.request_cancel("x", now, now), None, "already expired");
+    }
+
+    #[test]
+    fn a_reused_id_is_unregistered_only_by_its_own_job() {
+        let now = Instant::now();
+        let mut r = Registry::default();
+        let Started::Run(old) = r.start(ids(&["same"]), "J".into(), now) else {
+            panic!()
+        };
+        let Started::Run(new) = r.start(ids(&["same"]), "J".into(), now) else {
+            panic!()
+        };
+        r.finish(old);
+        assert_eq!(r.request_cancel("same", now + DAY, now), Some(new));
+    }
+}

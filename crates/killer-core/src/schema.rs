@@ -1,0 +1,157 @@
+//! The Redis schema, version 1. Every key carries a TTL; see the README's
+//! "Redis keys" section, which documents exactly these names.
+//!
+//! - `{prefix}v1:cancels`       sorted set, member = jid, score = request time
+//!   (ms, Redis server clock). The durable record every watcher polls
+//!   incrementally; trimmed to `cancel_ttl` on every write, expires with it.
+//! - `{prefix}v1:status:{jid}`  hash: `state` (requested|cancelled|finished)
+//!   and `<state>_at` timestamps; expires after `cancel_ttl`.
+//! - `{prefix}v1:cancel`        pub/sub channel carrying the jid, for instant
+//!   delivery. Losing a message only costs latency: the poll catches it.
+
+use crate::error::{Error, Result};
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// A jid longer than this is refused before anything reaches Redis. Sidekiq's
+/// own jids are 24 hex characters; ActiveJob ids are 36.
+pub const MAX_JID_BYTES: usize = 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keys {
+    base: String,
+}
+
+impl Keys {
+    pub fn new(prefix: &str) -> Result<Self> {
+        if prefix.is_empty() || prefix.len() > 200 || prefix.chars().any(char::is_whitespace) {
+            return Err(Error::InvalidArgument(format!(
+                "key_prefix must be 1..200 characters without whitespace, got {prefix:?}"
+            )));
+        }
+        Ok(Keys {
+            base: format!("{prefix}v{SCHEMA_VERSION}:"),
+        })
+    }
+
+    pub fn cancels(&self) -> String {
+        format!("{}cancels", self.base)
+    }
+
+    pub fn status(&self, jid: &str) -> String {
+        format!("{}status:{jid}", self.base)
+    }
+
+    pub fn channel(&self) -> String {
+        format!("{}cancel", self.base)
+    }
+}
+
+pub fn validate_jid(jid: &str) -> Result<()> {
+    if jid.is_empty() {
+        return Err(Error::InvalidArgument(
+            "jid must be a non-empty String, got \"\"".into(),
+        ));
+    }
+    if jid.len() > MAX_JID_BYTES {
+        return Err(Error::InvalidArgument(format!(
+            "jid must be at most {MAX_JID_BYTES} bytes, got {} bytes ({:?}...)",
+            jid.len(),
+            &jid[..jid.char_indices().nth(32).map_or(jid.len(), |(i, _)| i)]
+        )));
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobStatus {
+    Requested,
+    Cancelled,
+    Finished,
+}
+
+impl JobStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Requested => "requested",
+            JobStatus::Cancelled => "cancelled",
+            JobStatus::Finished => "finished",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "requested" => Some(JobStatus::Requested),
+            "cancelled" => Some(JobStatus::Cancelled),
+            "finished" => Some(JobStatus::Finished),
+            _ => None,
+        }
+    }
+
+    /// A terminal status is never overwritten by a later `requested`.
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, JobStatus::Requested)
+    }
+}
+
+/// Records a cancel: durable record, status and notification in one atomic
+/// step, scored by the Redis server's clock so that every watcher's poll
+/// cursor compares times from one clock.
+/// KEYS[1] cancels zset, KEYS[2] status hash; ARGV[1] jid, ARGV[2] ttl ms,
+/// ARGV[3] channel. Returns the job's status after the call.
+pub(crate) const CANCEL_SCRIPT: &str = r#"
+if redis.replicate_commands then redis.replicate_commands() end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ttl = tonumber(ARGV[2])
+redis.call('ZADD', KEYS[1], now, ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - ttl)
+redis.call('PEXPIRE', KEYS[1], ttl)
+local state = redis.call('HGET', KEYS[2], 'state')
+if not state then
+  state = 'requested'
+  redis.call('HSET', KEYS[2], 'state', state, 'requested_at', now)
+  redis.call('PEXPIRE', KEYS[2], ttl)
+end
+redis.call('PUBLISH', ARGV[3], ARGV[1])
+return state
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_versioned_under_the_prefix() {
+        let k = Keys::new("killer:").unwrap();
+        assert_eq!(k.cancels(), "killer:v1:cancels");
+        assert_eq!(k.status("abc"), "killer:v1:status:abc");
+        assert_eq!(k.channel(), "killer:v1:cancel");
+    }
+
+    #[test]
+    fn bad_prefixes_and_jids_are_refused_with_the_value() {
+        assert!(matches!(Keys::new(""), Err(Error::InvalidArgument(_))));
+        let e = Keys::new("a b").unwrap_err().to_string();
+        assert!(e.contains("\"a b\""), "{e}");
+        assert!(validate_jid("").is_err());
+        let long = "é".repeat(600);
+        let e = validate_jid(&long).unwrap_err().to_string();
+        assert!(e.contains("1200 bytes"), "{e}");
+        assert!(validate_jid(&"a".repeat(MAX_JID_BYTES)).is_ok());
+    }
+
+    #[test]
+    fn statuses_round_trip_and_only_requested_is_open() {
+        for s in [
+            JobStatus::Requested,
+            JobStatus::Cancelled,
+            JobStatus::Finished,
+        ] {
+            assert_eq!(JobStatus::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(JobStatus::parse("bogus"), None);
+        assert!(!JobStatus::Requested.is_terminal());
+        assert!(JobStatus::Cancelled.is_terminal());
+    }
+}

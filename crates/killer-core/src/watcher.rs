@@ -1,0 +1,435 @@
+//! The one native thread per Sidekiq process that learns about cancels.
+//!
+//! A tokio current-thread runtime runs three tasks over two connections:
+//! - subscriber: pub/sub on the cancel channel, for millisecond delivery;
+//! - poller: every `poll_interval`, one ZRANGEBYSCORE over the requests
+//!   recorded since its cursor, so a lost message costs at most one interval
+//!   and the Redis cost per process is one command per interval, whatever
+//!   the concurrency; after (re)connecting it reloads everything recorded;
+//! - writer: job statuses (`cancelled` / `finished`), only for jobs someone
+//!   asked to cancel, so plain jobs cost no Redis command at all.
+//!
+//! Job threads call `job_started` / `job_finished`: a lock and a map
+//! operation, no I/O. Decisions to interrupt leave as [`Event`]s on a
+//! channel; only the Ruby dispatcher thread acts on them.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::Sender;
+use futures_util::StreamExt;
+use tokio::sync::{mpsc, Notify};
+use tokio::time::{sleep, timeout};
+use tracing::{debug, info, warn};
+
+use crate::backoff::Backoff;
+use crate::error::{Error, Result};
+use crate::event::Event;
+use crate::link::Link;
+use crate::registry::{Outcome, Registry, Started};
+use crate::schema::{JobStatus, Keys};
+use crate::settings::Settings;
+
+/// The incremental poll re-reads this much before its cursor, so a request
+/// scored a little in the past (Redis clock stepping back) is still seen.
+const POLL_OVERLAP_MS: f64 = 2000.0;
+const BACKOFF_FIRST: Duration = Duration::from_millis(100);
+const BACKOFF_CAP: Duration = Duration::from_secs(5);
+/// How long `shutdown` waits for the thread before leaving it to die with
+/// the process: shutdown must never delay Sidekiq's exit.
+const JOIN_WAIT: Duration = Duration::from_secs(1);
+
+struct StatusWrite {
+    ids: Vec<String>,
+    status: JobStatus,
+}
+
+struct Shared {
+    settings: Settings,
+    keys: Keys,
+    registry: Mutex<Registry>,
+    events: Sender<Event>,
+    writes: mpsc::UnboundedSender<StatusWrite>,
+    /// subscriber -> poller: just (re)subscribed, reload every request.
+    resync: Notify,
+    /// poller -> subscriber: Redis came back, subscribe anew in case the old
+    /// socket died silently.
+    resubscribe: Notify,
+}
+
+pub struct Watcher {
+    shared: Arc<Shared>,
+    stop: Arc<Notify>,
+    done: crossbeam_channel::Receiver<()>,
+    thread: Option<JoinHandle<()>>,
+    pid: u32,
+}
+
+impl Watcher {
+    /// Starts the watcher thread. Does not wait for Redis: jobs must run
+    /// whether or not Redis is there.
+    pub fn start(settings: Settings, events: Sender<Event>) -> Result<Self> {
+        let keys = settings.validate()?;
+        let link = Link::new(&settings)?;
+        let (write_tx, write_rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            settings,
+            keys,
+            registry: Mutex::new(Registry::default()),
+            events,
+            writes: write_tx,
+            resync: Notify::new(),
+            resubscribe: Notify::new(),
+        });
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Runtime(format!("cannot build the tokio runtime: {e}")))?;
+        let stop = Arc::new(Notify::new());
+        let (done_tx, done) = crossbeam_channel::bounded(1);
+        let thread = std::thread::Builder::new()
+            .name("killer-watcher".into())
+            .spawn({
+                let shared = shared.clone();
+                let stop = stop.clone();
+                move || {
+                    runtime.block_on(run(shared, link, write_rx, stop));
+                    drop(runtime);
+                    let _ = done_tx.send(());
+                }
+            })
+            .map_err(|e| Error::Runtime(format!("cannot start the watcher thread: {e}")))?;
+        info!(event = "watcher.started", "watching for cancels");
+        Ok(Watcher {
+            shared,
+            stop,
+            done,
+            thread: Some(thread),
+            pid: std::process::id(),
+        })
+    }
+
+    /// Called by a job thread before the job body runs.
+    pub fn job_started(&self, ids: Vec<String>, class: &str) -> Result<Started> {
+        self.check_pid()?;
+        let started = self
+            .shared
+            .registry()
+            .start(ids, class.to_owned(), Instant::now());
+        if let Started::Cancelled(id) = &started {
+            info!(jid = %id, event = "cancel.before_start", class, "cancelled before it started; not running it");
+            self.shared.write(vec![id.clone()], JobStatus::Cancelled);
+        }
+        Ok(started)
+    }
+
+    /// Called by a job thread once the job body is over and no raise can
+    /// reach it any more.
+    pub fn job_finished(&self, token: u64, outcome: Outcome, primary_id: &str) -> Result<()> {
+        self.check_pid()?;
+        let Some(ended) = self.shared.registry().finish(token) else {
+            return Ok(());
+        };
+        match outcome {
+            Outcome::Cancelled => {
+                let ids = if ended.requested.is_empty() {
+                    vec![primary_id.to_owned()]
+                } else {
+                    ended.requested
+                };
+                info!(jid = %ids.join(","), event = "cancel.done", class = %ended.class, "job stopped by Killer::Cancelled");
+                self.shared.write(ids, JobStatus::Cancelled);
+            }
+            Outcome::Finished if !ended.requested.is_empty() => {
+                info!(jid = %ended.requested.join(","), event = "cancel.too_late", class = %ended.class, "job finished before the cancel reached it");
+                self.shared.write(ended.requested, JobStatus::Finished);
+            }
+            Outcome::Finished => {}
+        }
+        Ok(())
+    }
+
+    pub fn running(&self) -> usize {
+        self.shared.registry().running()
+    }
+
+    pub fn known_cancels(&self) -> usize {
+        self.shared.registry().known_cancels()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Stops the thread and tells the dispatcher to leave. Waits at most
+    /// [`JOIN_WAIT`] for the thread; never hangs.
+    pub fn shutdown(&mut self) {
+        let Some(thread) = self.thread.take() else {
+            return;
+        };
+        if std::process::id() != self.pid {
+            return; // the thread was left behind in the parent
+        }
+        self.stop.notify_one();
+        let _ = self.shared.events.send(Event::Shutdown);
+        if self.done.recv_timeout(JOIN_WAIT).is_ok() {
+            let _ = thread.join();
+        } else {
+            warn!(event = "watcher.slow_stop", "watcher did not stop within 1s; leaving it to exit with the process");
+        }
+    }
+
+    fn check_pid(&self) -> Result<()> {
+        let now = std::process::id();
+        if now == self.pid {
+            Ok(())
+        } else {
+            Err(Error::Forked {
+                started_in: self.pid,
+                now,
+            })
+        }
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+impl Shared {
+    fn registry(&self) -> MutexGuard<'_, Registry> {
+        // A panic while holding the lock cannot leave the maps half-updated
+        // in a way that matters more than stopping cancellation would.
+        self.registry.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self, ids: Vec<String>, status: JobStatus) {
+        let _ = self.writes.send(StatusWrite { ids, status });
+    }
+
+    /// A request for `jid` is known to exist for `remaining` more time.
+    fn cancel_seen(self: &Arc<Self>, jid: &str, remaining: Duration) {
+        let now = Instant::now();
+        let token = self.registry().request_cancel(jid, now + remaining, now);
+        if let Some(token) = token {
+            info!(jid, event = "cancel.delivered", "cancel requested; raising Killer::Cancelled in the job");
+            let _ = self.events.send(Event::Cancel {
+                token,
+                jid: jid.to_owned(),
+                attempt: 1,
+            });
+            tokio::spawn(self.clone().insist(token, jid.to_owned()));
+        }
+    }
+
+    /// Raises again every `grace` while the job is still running: it may
+    /// rescue Exception, or sit in native code that holds the GVL.
+    async fn insist(self: Arc<Self>, token: u64, jid: String) {
+        let grace = self.settings.grace;
+        for attempt in 2.. {
+            sleep(grace).await;
+            if !self.registry().is_running(token) {
+                return;
+            }
+            warn!(jid = %jid, event = "cancel.ignored", attempt, "job still running {:.1}s after Killer::Cancelled (rescued Exception? native code holding the GVL?); raising again", grace.as_secs_f64());
+            let _ = self.events.send(Event::Cancel {
+                token,
+                jid: jid.clone(),
+                attempt,
+            });
+        }
+    }
+
+    fn ttl(&self) -> Duration {
+        self.settings.cancel_ttl
+    }
+}
+
+async fn run(
+    shared: Arc<Shared>,
+    link: Link,
+    writes: mpsc::UnboundedReceiver<StatusWrite>,
+    stop: Arc<Notify>,
+) {
+    tokio::select! {
+        _ = stop.notified() => {}
+        _ = subscriber(&shared, &link) => {}
+        _ = poller(&shared, &link) => {}
+        _ = writer(&shared, &link, writes) => {}
+    }
+    debug!(event = "watcher.stopped", "watcher stopped");
+}
+
+async fn subscriber(shared: &Arc<Shared>, link: &Link) {
+    let mut backoff = Backoff::new(BACKOFF_FIRST, BACKOFF_CAP);
+    loop {
+        let why = listen(shared, link, &mut backoff).await;
+        debug!(event = "subscriber.down", "cancel notifications interrupted: {why}");
+        tokio::select! {
+            _ = sleep(backoff.next_delay()) => {}
+            _ = shared.resubscribe.notified() => {}
+        }
+    }
+}
+
+/// Listens until the subscription breaks; returns why.
+async fn listen(shared: &Arc<Shared>, link: &Link, backoff: &mut Backoff) -> Error {
+    let t = shared.settings.network_timeout;
+    let mut pubsub = match timeout(t, link.client().get_async_pubsub()).await {
+        Ok(Ok(p)) => p,
+        Ok(Err(e)) => return e.into(),
+        Err(_) => return Error::Connection("subscribe timed out".into()),
+    };
+    match timeout(t, pubsub.subscribe(shared.keys.channel())).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return e.into(),
+        Err(_) => return Error::Connection("subscribe timed out".into()),
+    }
+    backoff.reset();
+    // Anything published while we were not listening is in the durable record.
+    shared.resync.notify_one();
+    let mut messages = pubsub.on_message();
+    loop {
+        tokio::select! {
+            msg = messages.next() => match msg {
+                Some(msg) => match msg.get_payload::<String>() {
+                    Ok(jid) => shared.cancel_seen(&jid, shared.ttl()),
+                    Err(e) => debug!(event = "subscriber.bad_message", "ignoring a message: {e}"),
+                },
+                None => return Error::Connection("subscription closed".into()),
+            },
+            _ = shared.resubscribe.notified() => {
+                return Error::Connection("re-subscribing after Redis came back".into())
+            }
+        }
+    }
+}
+
+async fn poller(shared: &Arc<Shared>, link: &Link) {
+    // None: reload every request still within its TTL.
+    let mut cursor: Option<f64> = None;
+    let mut down = false;
+    loop {
+        tokio::select! {
+            _ = sleep(shared.settings.poll_interval) => {}
+            _ = shared.resync.notified() => cursor = None,
+        }
+        let polled = match cursor {
+            None => load_all(shared, link).await,
+            Some(c) => load_since(shared, link, c).await,
+        };
+        match polled {
+            Ok(next) => {
+                cursor = Some(next);
+                if down {
+                    down = false;
+                    info!(event = "redis.up", "Redis reachable again; cancels recorded meanwhile now apply");
+                    shared.resubscribe.notify_one();
+                }
+            }
+            Err(e) => {
+                link.reset().await;
+                cursor = None;
+                if !down {
+                    down = true;
+                    warn!(event = "redis.down", "cannot reach Redis ({e}); jobs keep running, cancels apply once it is back");
+                }
+            }
+        }
+        shared.registry().expire(Instant::now());
+    }
+}
+
+/// Loads every request still within its TTL, aged by the Redis clock.
+/// Returns the next cursor.
+async fn load_all(shared: &Arc<Shared>, link: &Link) -> Result<f64> {
+    let mut con = link.get().await?;
+    let ((secs, micros), entries): ((u64, u64), Vec<(String, f64)>) = redis::pipe()
+        .cmd("TIME")
+        .cmd("ZRANGEBYSCORE")
+        .arg(shared.keys.cancels())
+        .arg("-inf")
+        .arg("+inf")
+        .arg("WITHSCORES")
+        .query_async(&mut con)
+        .await?;
+    let server_now = (secs * 1000 + micros / 1000) as f64;
+    let ttl_ms = shared.settings.cancel_ttl.as_millis() as f64;
+    for (jid, score) in entries {
+        let left = score + ttl_ms - server_now;
+        if left > 0.0 {
+            shared.cancel_seen(&jid, Duration::from_millis(left as u64));
+        }
+    }
+    Ok(server_now - POLL_OVERLAP_MS)
+}
+
+/// One command: the requests scored at or after `cursor`.
+async fn load_since(shared: &Arc<Shared>, link: &Link, cursor: f64) -> Result<f64> {
+    let mut con = link.get().await?;
+    let entries: Vec<(String, f64)> = redis::cmd("ZRANGEBYSCORE")
+        .arg(shared.keys.cancels())
+        .arg(cursor)
+        .arg("+inf")
+        .arg("WITHSCORES")
+        .query_async(&mut con)
+        .await?;
+    let mut next = cursor;
+    for (jid, score) in entries {
+        shared.cancel_seen(&jid, shared.ttl());
+        next = next.max(score - POLL_OVERLAP_MS);
+    }
+    Ok(next)
+}
+
+async fn writer(
+    shared: &Arc<Shared>,
+    link: &Link,
+    mut writes: mpsc::UnboundedReceiver<StatusWrite>,
+) {
+    let mut backoff = Backoff::new(BACKOFF_FIRST, BACKOFF_CAP);
+    while let Some(w) = writes.recv().await {
+        loop {
+            match write_status(shared, link, &w).await {
+                Ok(()) => {
+                    backoff.reset();
+                    break;
+                }
+                Err(e) => {
+                    link.reset().await;
+                    debug!(event = "status.retry", "status write failed ({e}); retrying");
+                    sleep(backoff.next_delay()).await;
+                }
+            }
+        }
+    }
+    // Every sender is gone only when the watcher is being dropped.
+    std::future::pending::<()>().await;
+}
+
+async fn write_status(shared: &Arc<Shared>, link: &Link, w: &StatusWrite) -> Result<()> {
+    let mut con = link.get().await?;
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let ttl_ms = shared.settings.ttl_ms();
+    let state = w.status.as_str();
+    let mut pipe = redis::pipe();
+    pipe.atomic();
+    for id in &w.ids {
+        let key = shared.keys.status(id);
+        pipe.cmd("HSET")
+            .arg(&key)
+            .arg("state")
+            .arg(state)
+            .arg(format!("{state}_at"))
+            .arg(now_ms)
+            .ignore();
+        pipe.cmd("PEXPIRE").arg(&key).arg(ttl_ms).ignore();
+    }
+    let () = pipe.query_async(&mut con).await?;
+    Ok(())
+}

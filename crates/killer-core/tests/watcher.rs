@@ -1,0 +1,230 @@
+mod support;
+
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{unbounded, Receiver};
+use killer_core::{Client, Event, JobStatus, Outcome, Settings, Started, Watcher};
+use support::{next_cancel, wait_until, RedisServer};
+
+fn start(settings: Settings) -> (Watcher, Receiver<Event>) {
+    let (tx, rx) = unbounded();
+    (Watcher::start(settings, tx).unwrap(), rx)
+}
+
+fn run(w: &Watcher, jid: &str) -> u64 {
+    match w.job_started(vec![jid.to_owned()], "TestJob").unwrap() {
+        Started::Run(t) => t,
+        other => panic!("expected {jid} to run, got {other:?}"),
+    }
+}
+
+/// The watcher has subscribed and loaded the durable record.
+fn ready(redis: &RedisServer) {
+    let mut c = redis.conn();
+    assert!(wait_until(Duration::from_secs(5), || {
+        let n: Vec<(String, u64)> = redis::cmd("PUBSUB")
+            .arg("NUMSUB")
+            .arg("test:v1:cancel")
+            .query(&mut c)
+            .unwrap();
+        n[0].1 >= 1
+    }));
+}
+
+fn status(client: &Client, jid: &str, want: JobStatus) -> bool {
+    wait_until(Duration::from_secs(5), || {
+        client.status(jid).unwrap() == Some(want)
+    })
+}
+
+#[test]
+fn pubsub_delivers_a_cancel_to_the_right_job_in_milliseconds() {
+    let redis = RedisServer::start();
+    let (w, rx) = start(redis.settings());
+    let client = Client::new(redis.settings()).unwrap();
+    ready(&redis);
+    let _other = run(&w, "other");
+    let token = run(&w, "target");
+    let t0 = Instant::now();
+    client.cancel("target").unwrap();
+    let (got, jid, attempt) = next_cancel(&rx, Duration::from_secs(2)).expect("cancel event");
+    assert!(t0.elapsed() < Duration::from_millis(150), "took {:?}", t0.elapsed());
+    assert_eq!((got, jid.as_str(), attempt), (token, "target", 1));
+    w.job_finished(token, Outcome::Cancelled, "target").unwrap();
+    assert!(status(&client, "target", JobStatus::Cancelled));
+    assert_eq!(w.running(), 1);
+}
+
+#[test]
+fn the_poll_catches_a_lost_notification_within_poll_interval() {
+    let redis = RedisServer::start();
+    let (w, rx) = start(redis.settings());
+    ready(&redis);
+    let token = run(&w, "quiet");
+    // Record the request the way the script does, but publish nothing: a
+    // message lost while the subscriber was reconnecting.
+    let mut c = redis.conn();
+    let (secs, micros): (u64, u64) = redis::cmd("TIME").query(&mut c).unwrap();
+    let () = redis::cmd("ZADD")
+        .arg("test:v1:cancels")
+        .arg(secs * 1000 + micros / 1000)
+        .arg("quiet")
+        .query(&mut c)
+        .unwrap();
+    let t0 = Instant::now();
+    let (got, _, _) = next_cancel(&rx, Duration::from_secs(2)).expect("poll found it");
+    assert_eq!(got, token);
+    // poll_interval is 200 ms in these tests.
+    assert!(t0.elapsed() < Duration::from_millis(450), "took {:?}", t0.elapsed());
+}
+
+#[test]
+fn the_poll_catches_cancels_while_pubsub_is_cut() {
+    let redis = RedisServer::start();
+    let (w, rx) = start(redis.settings());
+    let client = Client::new(redis.settings()).unwrap();
+    ready(&redis);
+    let token = run(&w, "cut");
+    let mut c = redis.conn();
+    let _: u64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query(&mut c)
+        .unwrap();
+    client.cancel("cut").unwrap();
+    let (got, _, _) = next_cancel(&rx, Duration::from_secs(2)).expect("delivered anyway");
+    assert_eq!(got, token);
+}
+
+#[test]
+fn a_cancel_recorded_before_start_stops_the_job_from_starting() {
+    let redis = RedisServer::start();
+    let client = Client::new(redis.settings()).unwrap();
+    client.cancel("early").unwrap();
+    // The watcher starts later, as in a process booted after the cancel.
+    let (w, _rx) = start(redis.settings());
+    assert!(wait_until(Duration::from_secs(3), || w.known_cancels() == 1));
+    assert_eq!(
+        w.job_started(vec!["early".into()], "TestJob").unwrap(),
+        Started::Cancelled("early".into())
+    );
+    assert!(status(&client, "early", JobStatus::Cancelled));
+    assert_eq!(w.running(), 0);
+}
+
+#[test]
+fn an_ignored_cancel_is_raised_again_after_grace() {
+    let redis = RedisServer::start();
+    let (w, rx) = start(redis.settings());
+    let client = Client::new(redis.settings()).unwrap();
+    ready(&redis);
+    let token = run(&w, "stubborn");
+    client.cancel("stubborn").unwrap();
+    assert_eq!(next_cancel(&rx, Duration::from_secs(2)).unwrap().2, 1);
+    let t0 = Instant::now();
+    let (again, _, attempt) = next_cancel(&rx, Duration::from_secs(2)).unwrap();
+    assert_eq!((again, attempt), (token, 2));
+    assert!(t0.elapsed() >= Duration::from_millis(250), "grace is 300 ms");
+    w.job_finished(token, Outcome::Cancelled, "stubborn").unwrap();
+    assert!(next_cancel(&rx, Duration::from_millis(700)).is_none(), "no raise after the end");
+}
+
+#[test]
+fn a_job_that_finishes_first_is_reported_finished() {
+    let redis = RedisServer::start();
+    let (w, rx) = start(redis.settings());
+    let client = Client::new(redis.settings()).unwrap();
+    ready(&redis);
+    let token = run(&w, "quick");
+    client.cancel("quick").unwrap();
+    next_cancel(&rx, Duration::from_secs(2)).unwrap();
+    w.job_finished(token, Outcome::Finished, "quick").unwrap();
+    assert!(status(&client, "quick", JobStatus::Finished));
+}
+
+#[test]
+fn jobs_run_while_redis_is_down_and_cancels_apply_once_it_is_back() {
+    let mut redis = RedisServer::start();
+    let (w, rx) = start(redis.settings());
+    let client = Client::new(redis.settings()).unwrap();
+    ready(&redis);
+    redis.stop();
+    // Registration needs no Redis.
+    let token = run(&w, "survivor");
+    std::thread::sleep(Duration::from_millis(600));
+    redis.restart();
+    client.cancel("survivor").unwrap();
+    let (got, _, _) = next_cancel(&rx, Duration::from_secs(8)).expect("delivered after reconnect");
+    assert_eq!(got, token);
+    // And the subscription is back: the next cancel is fast again.
+    ready(&redis);
+    let t2 = run(&w, "second");
+    let t0 = Instant::now();
+    client.cancel("second").unwrap();
+    assert_eq!(next_cancel(&rx, Duration::from_secs(2)).unwrap().0, t2);
+    assert!(t0.elapsed() < Duration::from_millis(150), "{:?}", t0.elapsed());
+}
+
+#[test]
+fn a_cancel_recorded_while_the_watcher_was_disconnected_is_loaded_on_reconnect() {
+    let mut redis = RedisServer::start();
+    let (w, rx) = start(redis.settings());
+    ready(&redis);
+    let token = run(&w, "offline");
+    redis.stop();
+    std::thread::sleep(Duration::from_millis(400));
+    redis.restart();
+    // Recorded without a subscriber listening yet (it is still backing off).
+    let mut c = redis.conn();
+    let (secs, micros): (u64, u64) = redis::cmd("TIME").query(&mut c).unwrap();
+    let () = redis::cmd("ZADD")
+        .arg("test:v1:cancels")
+        .arg(secs * 1000 + micros / 1000 - 10_000)
+        .arg("offline")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(next_cancel(&rx, Duration::from_secs(8)).unwrap().0, token);
+}
+
+#[test]
+fn redis_cost_does_not_grow_with_running_jobs() {
+    let redis = RedisServer::start();
+    let (w, _rx) = start(redis.settings());
+    ready(&redis);
+    let window = |jobs: usize| {
+        let tokens: Vec<u64> = (0..jobs).map(|i| run(&w, &format!("busy-{jobs}-{i}"))).collect();
+        let before = redis.commands_processed();
+        std::thread::sleep(Duration::from_millis(2000));
+        let used = redis.commands_processed() - before - 1;
+        for t in tokens {
+            w.job_finished(t, Outcome::Finished, "x").unwrap();
+        }
+        used
+    };
+    let one = window(1);
+    let many = window(200);
+    // 2 s at a 200 ms poll is ~10 commands either way.
+    assert!(one <= 12, "one job: {one}");
+    assert!(many <= one + 2, "200 jobs cost {many}, one job {one}");
+}
+
+#[test]
+fn shutdown_is_prompt_and_tells_the_dispatcher() {
+    let redis = RedisServer::start();
+    let (mut w, rx) = start(redis.settings());
+    ready(&redis);
+    let t0 = Instant::now();
+    w.shutdown();
+    assert!(t0.elapsed() < Duration::from_millis(500), "{:?}", t0.elapsed());
+    assert!(rx.try_iter().any(|e| e == Event::Shutdown));
+}
+
+#[test]
+fn bad_settings_are_refused_before_any_thread_starts() {
+    let mut s = Settings::new("redis://127.0.0.1:1/0", "test:");
+    s.poll_interval = Duration::ZERO;
+    let (tx, _rx) = unbounded();
+    let err = Watcher::start(s, tx).err().expect("refused");
+    assert!(err.to_string().contains("poll_interval"), "{err}");
+}
