@@ -152,7 +152,11 @@ mod tests {
             panic!("should run")
         };
         assert_eq!(r.request_cancel("a", now + DAY, now), Some(t));
-        assert_eq!(r.request_cancel("a", now + DAY, now), None, "re-read by the poll");
+        assert_eq!(
+            r.request_cancel("a", now + DAY, now),
+            None,
+            "re-read by the poll"
+        );
         let ended = r.finish(t).unwrap();
         assert_eq!(ended.requested, ids(&["a"]));
         assert_eq!(r.finish(t), None);

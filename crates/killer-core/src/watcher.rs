@@ -62,7 +62,7 @@ pub struct Watcher {
     shared: Arc<Shared>,
     stop: Arc<Notify>,
     done: crossbeam_channel::Receiver<()>,
-    thread: Option<JoinHandle<()>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
     pid: u32,
 }
 
@@ -105,7 +105,7 @@ impl Watcher {
             shared,
             stop,
             done,
-            thread: Some(thread),
+            thread: Mutex::new(Some(thread)),
             pid: std::process::id(),
         })
     }
@@ -164,8 +164,9 @@ impl Watcher {
 
     /// Stops the thread and tells the dispatcher to leave. Waits at most
     /// [`JOIN_WAIT`] for the thread; never hangs.
-    pub fn shutdown(&mut self) {
-        let Some(thread) = self.thread.take() else {
+    pub fn shutdown(&self) {
+        let taken = self.thread.lock().map(|mut t| t.take());
+        let Ok(Some(thread)) = taken else {
             return;
         };
         if std::process::id() != self.pid {
@@ -176,7 +177,10 @@ impl Watcher {
         if self.done.recv_timeout(JOIN_WAIT).is_ok() {
             let _ = thread.join();
         } else {
-            warn!(event = "watcher.slow_stop", "watcher did not stop within 1s; leaving it to exit with the process");
+            warn!(
+                event = "watcher.slow_stop",
+                "watcher did not stop within 1s; leaving it to exit with the process"
+            );
         }
     }
 
@@ -215,7 +219,11 @@ impl Shared {
         let now = Instant::now();
         let token = self.registry().request_cancel(jid, now + remaining, now);
         if let Some(token) = token {
-            info!(jid, event = "cancel.delivered", "cancel requested; raising Killer::Cancelled in the job");
+            info!(
+                jid,
+                event = "cancel.delivered",
+                "cancel requested; raising Killer::Cancelled in the job"
+            );
             let _ = self.events.send(Event::Cancel {
                 token,
                 jid: jid.to_owned(),
@@ -267,7 +275,10 @@ async fn subscriber(shared: &Arc<Shared>, link: &Link) {
     let mut backoff = Backoff::new(BACKOFF_FIRST, BACKOFF_CAP);
     loop {
         let why = listen(shared, link, &mut backoff).await;
-        debug!(event = "subscriber.down", "cancel notifications interrupted: {why}");
+        debug!(
+            event = "subscriber.down",
+            "cancel notifications interrupted: {why}"
+        );
         tokio::select! {
             _ = sleep(backoff.next_delay()) => {}
             _ = shared.resubscribe.notified() => {}
@@ -326,7 +337,10 @@ async fn poller(shared: &Arc<Shared>, link: &Link) {
                 cursor = Some(next);
                 if down {
                     down = false;
-                    info!(event = "redis.up", "Redis reachable again; cancels recorded meanwhile now apply");
+                    info!(
+                        event = "redis.up",
+                        "Redis reachable again; cancels recorded meanwhile now apply"
+                    );
                     shared.resubscribe.notify_one();
                 }
             }
@@ -400,7 +414,10 @@ async fn writer(
                 }
                 Err(e) => {
                     link.reset().await;
-                    debug!(event = "status.retry", "status write failed ({e}); retrying");
+                    debug!(
+                        event = "status.retry",
+                        "status write failed ({e}); retrying"
+                    );
                     sleep(backoff.next_delay()).await;
                 }
             }

@@ -48,7 +48,11 @@ fn pubsub_delivers_a_cancel_to_the_right_job_in_milliseconds() {
     let t0 = Instant::now();
     client.cancel("target").unwrap();
     let (got, jid, attempt) = next_cancel(&rx, Duration::from_secs(2)).expect("cancel event");
-    assert!(t0.elapsed() < Duration::from_millis(150), "took {:?}", t0.elapsed());
+    assert!(
+        t0.elapsed() < Duration::from_millis(150),
+        "took {:?}",
+        t0.elapsed()
+    );
     assert_eq!((got, jid.as_str(), attempt), (token, "target", 1));
     w.job_finished(token, Outcome::Cancelled, "target").unwrap();
     assert!(status(&client, "target", JobStatus::Cancelled));
@@ -75,7 +79,11 @@ fn the_poll_catches_a_lost_notification_within_poll_interval() {
     let (got, _, _) = next_cancel(&rx, Duration::from_secs(2)).expect("poll found it");
     assert_eq!(got, token);
     // poll_interval is 200 ms in these tests.
-    assert!(t0.elapsed() < Duration::from_millis(450), "took {:?}", t0.elapsed());
+    assert!(
+        t0.elapsed() < Duration::from_millis(450),
+        "took {:?}",
+        t0.elapsed()
+    );
 }
 
 #[test]
@@ -125,9 +133,16 @@ fn an_ignored_cancel_is_raised_again_after_grace() {
     let t0 = Instant::now();
     let (again, _, attempt) = next_cancel(&rx, Duration::from_secs(2)).unwrap();
     assert_eq!((again, attempt), (token, 2));
-    assert!(t0.elapsed() >= Duration::from_millis(250), "grace is 300 ms");
-    w.job_finished(token, Outcome::Cancelled, "stubborn").unwrap();
-    assert!(next_cancel(&rx, Duration::from_millis(700)).is_none(), "no raise after the end");
+    assert!(
+        t0.elapsed() >= Duration::from_millis(250),
+        "grace is 300 ms"
+    );
+    w.job_finished(token, Outcome::Cancelled, "stubborn")
+        .unwrap();
+    assert!(
+        next_cancel(&rx, Duration::from_millis(700)).is_none(),
+        "no raise after the end"
+    );
 }
 
 #[test]
@@ -163,7 +178,11 @@ fn jobs_run_while_redis_is_down_and_cancels_apply_once_it_is_back() {
     let t0 = Instant::now();
     client.cancel("second").unwrap();
     assert_eq!(next_cancel(&rx, Duration::from_secs(2)).unwrap().0, t2);
-    assert!(t0.elapsed() < Duration::from_millis(150), "{:?}", t0.elapsed());
+    assert!(
+        t0.elapsed() < Duration::from_millis(150),
+        "{:?}",
+        t0.elapsed()
+    );
 }
 
 #[test]
@@ -193,7 +212,9 @@ fn redis_cost_does_not_grow_with_running_jobs() {
     let (w, _rx) = start(redis.settings());
     ready(&redis);
     let window = |jobs: usize| {
-        let tokens: Vec<u64> = (0..jobs).map(|i| run(&w, &format!("busy-{jobs}-{i}"))).collect();
+        let tokens: Vec<u64> = (0..jobs)
+            .map(|i| run(&w, &format!("busy-{jobs}-{i}")))
+            .collect();
         let before = redis.commands_processed();
         std::thread::sleep(Duration::from_millis(2000));
         let used = redis.commands_processed() - before - 1;
@@ -212,11 +233,15 @@ fn redis_cost_does_not_grow_with_running_jobs() {
 #[test]
 fn shutdown_is_prompt_and_tells_the_dispatcher() {
     let redis = RedisServer::start();
-    let (mut w, rx) = start(redis.settings());
+    let (w, rx) = start(redis.settings());
     ready(&redis);
     let t0 = Instant::now();
     w.shutdown();
-    assert!(t0.elapsed() < Duration::from_millis(500), "{:?}", t0.elapsed());
+    assert!(
+        t0.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        t0.elapsed()
+    );
     assert!(rx.try_iter().any(|e| e == Event::Shutdown));
 }
 

@@ -1,0 +1,21 @@
+//! The Ruby binding of sidekiq-killer: type conversion, GVL release, error
+//! mapping. Decisions live in `killer-core`; Ruby conveniences in `lib/`.
+//! Threading model: see README.md beside this file.
+
+use magnus::{prelude::*, Error, Ruby};
+
+mod client;
+mod errors;
+mod logging;
+mod nogvl;
+mod runtime;
+
+#[magnus::init(name = "killer")]
+fn init(ruby: &Ruby) -> Result<(), Error> {
+    let native = ruby.define_module("Killer")?.define_module("Native")?;
+    native.const_set("SCHEMA_VERSION", killer_core::SCHEMA_VERSION)?;
+    native.const_set("MAX_JID_BYTES", killer_core::MAX_JID_BYTES)?;
+    client::init(ruby, native)?;
+    runtime::init(ruby, native)?;
+    Ok(())
+}

@@ -1,0 +1,118 @@
+# frozen_string_literal: true
+
+require "sidekiq"
+require_relative "killer/version"
+require_relative "killer/errors"
+require_relative "killer/native"
+require_relative "killer/validation"
+require_relative "killer/sidekiq_redis"
+require_relative "killer/configuration"
+require_relative "killer/log"
+require_relative "killer/running_job"
+require_relative "killer/dispatcher"
+require_relative "killer/runtime"
+require_relative "killer/guard"
+require_relative "killer/cancellable"
+require_relative "killer/cancel_middleware"
+require_relative "killer/server"
+
+# Stop a running Sidekiq job from anywhere that reaches its Redis:
+#
+#   Killer.cancel(jid)            # => true once recorded
+#   Killer.cancel(jid, wait: 5)   # => :cancelled, or the status reached by then
+#   Killer.status(jid)            # => :requested, :cancelled, :finished or nil
+module Killer
+  # Statuses a cancelled jid goes through.
+  STATUSES = %i[requested cancelled finished].freeze
+
+  class << self
+    # Yields the configuration; see Killer::Configuration for every option.
+    def configure
+      yield configuration
+      configuration
+    end
+
+    def configuration
+      @configuration ||= Configuration.new
+    end
+
+    # Asks that the job `jid` (a Sidekiq jid or an ActiveJob job_id) stop.
+    # The request is durable for `cancel_ttl`: a job not yet started never
+    # runs its body; a running one gets Killer::Cancelled within
+    # milliseconds. Returns true once recorded, or with `wait:` (seconds)
+    # the status reached by then (:cancelled, :finished, :requested).
+    # Raises ArgumentError for a bad jid or wait, Killer::ConnectionError if
+    # Redis is unreachable.
+    def cancel(jid, wait: nil)
+      jid = Validation.jid!(jid)
+      wait = Validation.seconds!("wait", wait, min: 0, max: 86_400, allow_nil: true)
+      configuration.client.cancel(jid)
+      return true unless wait
+
+      wait_for_end(jid, wait)
+    end
+
+    # The status of a cancel request for `jid`: :requested (not yet reached
+    # the job), :cancelled (the job was stopped or never started),
+    # :finished (the job ended on its own first), or nil (no request known).
+    def status(jid)
+      state = configuration.client.status(Validation.jid!(jid))
+      state&.to_sym
+    end
+
+    # Inside a job: defers a cancel until the block ends, for work that must
+    # not stop halfway (a payment, a multi-step write).
+    def critical(&block)
+      Thread.handle_interrupt(Cancelled => :never, &block)
+    end
+
+    # Inside a job: raises Killer::Cancelled now if a cancel has reached
+    # this job, even within Killer.critical. A cooperative cancel point for
+    # loops that want to stop between items.
+    def checkpoint!
+      job = Thread.current[:killer_job]
+      return unless job&.cancel_jid
+
+      raise Cancelled.new(jid: job.cancel_jid, token: job.token)
+    end
+
+    # Starts this process's runtime. Sidekiq's startup event calls this;
+    # jobs also start it lazily in a Sidekiq server. Outside a server (a
+    # test, a custom runner) call it yourself to make jobs cancellable.
+    def start
+      configuration.runtime
+    end
+
+    # Stops this process's runtime; Sidekiq's shutdown event calls this.
+    def stop
+      configuration.stop_runtime
+    end
+
+    # The runtime a starting job should use: started if this is a Sidekiq
+    # server, nil elsewhere (a console running a job inline starts no thread).
+    # A runtime that cannot start must not stop jobs: log and run unprotected.
+    def job_runtime
+      configuration.runtime_if_started || (::Sidekiq.server? && configuration.runtime)
+    rescue Error, ArgumentError => e
+      Log.write(configuration.logger, :error, nil, "cannot start (#{e.message}); jobs run without cancellation")
+      nil
+    end
+
+    private
+
+    def wait_for_end(jid, wait)
+      deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + wait
+      pause = 0.005
+      loop do
+        state = status(jid)
+        return state if state != :requested
+        return state if Process.clock_gettime(Process::CLOCK_MONOTONIC) >= deadline
+
+        sleep(pause)
+        pause = [pause * 2, 0.1].min
+      end
+    end
+  end
+end
+
+Killer::Server.install

@@ -1,0 +1,34 @@
+# frozen_string_literal: true
+
+module Killer
+  # Server middleware that makes every job cancellable without touching any
+  # class:
+  #
+  #   Sidekiq.configure_server do |config|
+  #     config.server_middleware { |chain| chain.add Killer::CancelMiddleware }
+  #   end
+  #
+  # For ActiveJob jobs (run through Sidekiq's JobWrapper) the ActiveJob
+  # job_id is accepted by Killer.cancel as well as the jid.
+  class CancelMiddleware
+    include ::Sidekiq::ServerMiddleware if defined?(::Sidekiq::ServerMiddleware)
+
+    # Sidekiq passes chain.add's options as one positional Hash.
+    def initialize(options = {})
+      @options = options
+    end
+
+    def call(_worker, job, _queue, &block)
+      Guard.run(ids(job), job["wrapped"] || job["class"], &block)
+    end
+
+    private
+
+    def ids(job)
+      ids = [job["jid"]]
+      first = job["args"].is_a?(Array) ? job["args"].first : nil
+      ids << first["job_id"] << first["provider_job_id"] if job["wrapped"] && first.is_a?(Hash)
+      ids.compact.map(&:to_s).reject(&:empty?).uniq
+    end
+  end
+end

@@ -1,0 +1,136 @@
+# frozen_string_literal: true
+
+module Killer
+  # Killer's settings, and the per-process objects built from them.
+  # Set them once, before Sidekiq starts:
+  #
+  #   Killer.configure do |c|
+  #     c.redis_url = ENV["KILLER_REDIS_URL"]
+  #     c.poll_interval = 2
+  #   end
+  #
+  # Every setter raises ArgumentError naming the bad value.
+  class Configuration
+    DEFAULT_KEY_PREFIX = "killer:"
+    DEFAULT_POLL_INTERVAL = 1.0
+    DEFAULT_CANCEL_TTL = 86_400.0
+    DEFAULT_GRACE = 5.0
+    DEFAULT_NETWORK_TIMEOUT = 3.0
+    URL_SCHEMES = %w[redis rediss unix redis+unix].freeze
+
+    # Prefix of every Redis key and channel the gem uses. Default "killer:".
+    attr_reader :key_prefix
+    # Seconds between two polls of the durable cancel record; bounds the
+    # delay of a cancel whose pub/sub message was lost. Default 1.
+    attr_reader :poll_interval
+    # Seconds a cancel request and a job's status are kept. A job that starts
+    # later than this after its cancel runs. Default 86400 (one day).
+    attr_reader :cancel_ttl
+    # Seconds a job may ignore Killer::Cancelled before it is raised again
+    # (with a warning naming the jid). Default 5.
+    attr_reader :grace
+    # Connect and response timeout of every Redis call, in seconds. Default 3.
+    attr_reader :network_timeout
+    # Where Killer logs. Default: Sidekiq.logger.
+    attr_writer :logger
+
+    def initialize
+      @redis_url = nil
+      @key_prefix = DEFAULT_KEY_PREFIX
+      @poll_interval = DEFAULT_POLL_INTERVAL
+      @cancel_ttl = DEFAULT_CANCEL_TTL
+      @grace = DEFAULT_GRACE
+      @network_timeout = DEFAULT_NETWORK_TIMEOUT
+      @logger = nil
+      @client = nil
+      @runtime = nil
+      @lock = Mutex.new
+    end
+
+    # Redis that holds cancels. Default: ENV["REDIS_URL"], then the Redis
+    # Sidekiq itself is configured with, then redis://localhost:6379/0.
+    def redis_url
+      @redis_url || ENV.fetch("REDIS_URL", nil) || SidekiqRedis.url || "redis://localhost:6379/0"
+    end
+
+    def redis_url=(url)
+      scheme = url.is_a?(String) && url[%r{\A([a-z+]+)://}, 1]
+      unless URL_SCHEMES.include?(scheme)
+        raise ArgumentError, "redis_url must be a String starting with #{URL_SCHEMES.map { |s| "#{s}://" }.join(", ")}, got #{url.inspect}"
+      end
+
+      reset { @redis_url = url }
+    end
+
+    def key_prefix=(prefix)
+      unless prefix.is_a?(String) && prefix.size.between?(1, 200) && !prefix.match?(/\s/)
+        raise ArgumentError, "key_prefix must be a String of 1 to 200 characters without whitespace, got #{prefix.inspect}"
+      end
+
+      reset { @key_prefix = prefix.dup.freeze }
+    end
+
+    def poll_interval=(seconds)
+      reset { @poll_interval = Validation.seconds!("poll_interval", seconds, min: 0.01, max: 3600) }
+    end
+
+    def cancel_ttl=(seconds)
+      reset { @cancel_ttl = Validation.seconds!("cancel_ttl", seconds, min: 1, max: 365 * 86_400) }
+    end
+
+    def grace=(seconds)
+      reset { @grace = Validation.seconds!("grace", seconds, min: 0.01, max: 86_400) }
+    end
+
+    def network_timeout=(seconds)
+      reset { @network_timeout = Validation.seconds!("network_timeout", seconds, min: 0.01, max: 600) }
+    end
+
+    def logger
+      @logger || ::Sidekiq.logger
+    end
+
+    # The console-side client (no thread). Rebuilt after fork or a change.
+    def client
+      @lock.synchronize do
+        @client = nil if @client && @client_pid != Process.pid
+        @client ||= begin
+          @client_pid = Process.pid
+          Native::Client.new(redis_url, key_prefix, cancel_ttl, network_timeout)
+        end
+      end
+    end
+
+    # This process's runtime (watcher + dispatcher), started on first use.
+    # After fork the parent's is dropped and a new one starts.
+    def runtime
+      @lock.synchronize do
+        @runtime = nil if @runtime&.forked?
+        @runtime ||= Runtime.new(self)
+      end
+    end
+
+    # The runtime if this process has started one, without starting it.
+    def runtime_if_started
+      rt = @runtime
+      rt if rt && !rt.forked? && rt.alive?
+    end
+
+    # Stops this process's runtime (Sidekiq's shutdown does this).
+    def stop_runtime
+      rt = @lock.synchronize { @runtime.tap { @runtime = nil } }
+      rt.stop if rt && !rt.forked?
+    end
+
+    private
+
+    # A changed setting applies to objects built after it: drop the client
+    # (cheap to rebuild). A running runtime keeps its settings until restart.
+    def reset
+      @lock.synchronize do
+        yield
+        @client = nil
+      end
+    end
+  end
+end

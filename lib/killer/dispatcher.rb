@@ -1,0 +1,61 @@
+# frozen_string_literal: true
+
+module Killer
+  # The one Ruby thread per process that acts on the core's events. It waits
+  # inside Rust with the GVL released (costing the VM nothing), and wakes for
+  # a cancel, a log line, or shutdown. Thread#kill, Ctrl-C and process exit
+  # interrupt the wait at once.
+  class Dispatcher
+    # Upper bound of one native wait; only matters if a wake-up were lost.
+    WAIT = 5.0
+
+    def initialize(native, jobs, lock, logger)
+      @native = native
+      @jobs = jobs
+      @lock = lock
+      @logger = logger
+      @thread = Thread.new { run }
+      @thread.name = "killer-dispatcher"
+      @thread.report_on_exception = false
+    end
+
+    def alive?
+      @thread.alive?
+    end
+
+    # Waits for the loop to leave after the native runtime sent :shutdown.
+    def join(timeout)
+      @thread.join(timeout) || @thread.kill
+    end
+
+    private
+
+    def run
+      loop do
+        event = @native.next_event(WAIT)
+        next unless event
+
+        case event[0]
+        when :cancel then deliver(event[1], event[2], event[3])
+        when :log then Log.write(@logger, event[1], event[2], event[3])
+        when :shutdown then break
+        end
+      rescue StandardError => e
+        # The dispatcher must outlive any single bad event.
+        Log.write(@logger, :error, nil, "dispatcher error: #{e.class}: #{e.message}")
+      end
+    end
+
+    # Raises into the job's thread under the lock its wrapper takes to
+    # unregister: once the wrapper has removed the job, no raise can follow.
+    def deliver(token, jid, attempt)
+      @lock.synchronize do
+        job = @jobs[token]
+        return unless job
+
+        job.cancel_jid ||= jid
+        job.thread.raise(Cancelled.new(jid: jid, attempt: attempt, token: token))
+      end
+    end
+  end
+end

@@ -1,0 +1,34 @@
+# frozen_string_literal: true
+
+module Killer
+  # Raised inside a job's thread to stop it. Deliberately not a
+  # StandardError: a job's `rescue => e` must not swallow it. Rescued by the
+  # killer's wrapper, so Sidekiq sees a job that returned normally.
+  class Cancelled < Exception # rubocop:disable Lint/InheritException
+    # The id the cancel was requested for (Sidekiq jid or ActiveJob job_id).
+    attr_reader :jid
+    # 1 for the first raise; more when the job ignored earlier ones.
+    attr_reader :attempt
+    # Internal: which registration this raise belongs to.
+    attr_reader :token
+
+    def initialize(message = nil, jid: nil, attempt: 1, token: nil)
+      @jid = jid
+      @attempt = attempt
+      @token = token
+      super(message || "job #{jid} cancelled by Killer.cancel")
+    end
+  end
+
+  # Base class of every error the gem raises besides ArgumentError.
+  class Error < StandardError; end
+
+  # Redis could not be reached within `network_timeout`.
+  class ConnectionError < Error; end
+
+  # Redis answered with an error (wrong server, ACL, ...).
+  class RedisError < Error; end
+
+  # A native runtime was used in a forked child; Killer starts a new one there.
+  class ForkError < Error; end
+end

@@ -1,0 +1,24 @@
+# frozen_string_literal: true
+
+module Killer
+  # Writes Killer's lines to Sidekiq's logger, tagged with the job's jid the
+  # way Sidekiq tags its own lines (Sidekiq::Context). A logger whose
+  # formatter does not print Sidekiq's context gets `jid=` in the text.
+  module Log
+    module_function
+
+    def write(logger, level, jid, message)
+      line = "killer: #{message}"
+      return logger.public_send(level, line) unless jid
+      return logger.public_send(level, "#{line} jid=#{jid}") unless sidekiq_formatted?(logger)
+
+      ::Sidekiq::Context.with(jid: jid) { logger.public_send(level, line) }
+    end
+
+    def sidekiq_formatted?(logger)
+      defined?(::Sidekiq::Logger::Formatters::Base) &&
+        defined?(::Sidekiq::Context) && ::Sidekiq::Context.respond_to?(:with) &&
+        logger.respond_to?(:formatter) && logger.formatter.is_a?(::Sidekiq::Logger::Formatters::Base)
+    end
+  end
+end

@@ -1,0 +1,86 @@
+# frozen_string_literal: true
+
+module Killer
+  # Per-process runtime: the native watcher thread, the dispatcher thread,
+  # and the table of running jobs the dispatcher raises into. Exactly one
+  # per Sidekiq server process (Killer.configuration.runtime); none in
+  # consoles or web processes.
+  class Runtime
+    def initialize(config)
+      @pid = Process.pid
+      @logger = config.logger
+      @native = Native::Runtime.new(
+        config.redis_url, config.key_prefix, config.poll_interval,
+        config.cancel_ttl, config.grace, config.network_timeout
+      )
+      @jobs = {}
+      @lock = Mutex.new
+      @dispatcher = Dispatcher.new(@native, @jobs, @lock, @logger)
+    end
+
+    def forked?
+      Process.pid != @pid
+    end
+
+    def alive?
+      @dispatcher.alive?
+    end
+
+    # Jobs this process is running under the killer.
+    def running
+      @native.running
+    end
+
+    # Runs a job's body so that a cancel can stop it, and only it.
+    #
+    # Cancelled is deliverable only inside the body (:immediate); everywhere
+    # else here it is deferred (:never), so it can never land in Sidekiq's
+    # code or in the next job on this thread. The job is removed from the
+    # table under the dispatcher's lock, and a raise queued just before that
+    # is drained before leaving. Returns the body's value, or nil if the job
+    # was cancelled (Sidekiq then acknowledges it: no retry, no Dead set).
+    def run_job(ids, class_name)
+      Thread.handle_interrupt(Cancelled => :never) do
+        started = @native.job_started(ids, class_name)
+        return nil if started.is_a?(String) # cancelled before it started
+
+        job = RunningJob.new(token: started, thread: Thread.current, jid: ids.first)
+        @lock.synchronize { @jobs[started] = job }
+        Thread.current[:killer_job] = job
+        cancelled = false
+        begin
+          Thread.handle_interrupt(Cancelled => :immediate) { yield }
+        rescue Cancelled => e
+          raise unless e.token.nil? || e.token == started
+
+          cancelled = true
+          nil
+        ensure
+          @lock.synchronize { @jobs.delete(started) }
+          Thread.current[:killer_job] = nil
+          cancelled = true if drain_pending(started)
+          @native.job_finished(started, cancelled, ids.first)
+        end
+      end
+    end
+
+    # Stops both threads; bounded, never hangs Sidekiq's exit.
+    def stop
+      @native.shutdown
+      @dispatcher.join(1)
+    end
+
+    private
+
+    # Thread.pending_interrupt?(klass) crashes Ruby 3.1.7, so ask without a
+    # class and let the :immediate window deliver only Cancelled.
+    def drain_pending(token)
+      return false unless Thread.pending_interrupt?
+
+      Thread.handle_interrupt(Cancelled => :immediate) { Thread.pass }
+      false
+    rescue Cancelled => e
+      e.token.nil? || e.token == token
+    end
+  end
+end

@@ -1,0 +1,17 @@
+# frozen_string_literal: true
+
+module Killer
+  # Sidekiq lifecycle hooks. `configure_server` runs its block only inside a
+  # Sidekiq server process, so consoles and web processes start nothing.
+  # Both Sidekiq 6 (the Sidekiq module) and 7+ (Sidekiq::Config) answer `on`.
+  module Server
+    module_function
+
+    def install
+      ::Sidekiq.configure_server do |config|
+        config.on(:startup) { Killer.start }
+        config.on(:shutdown) { Killer.stop }
+      end
+    end
+  end
+end
