@@ -85,7 +85,13 @@ module Killer
 
     # Stops this process's runtime; Sidekiq's shutdown event calls this.
     def stop
-      configuration.stop_runtime
+      @configuration&.stop_runtime
+    end
+
+    # Stops the runtime and restores every default. For test suites.
+    def reset!
+      stop
+      @configuration = nil
     end
 
     # The runtime a starting job should use: started if this is a Sidekiq

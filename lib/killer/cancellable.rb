@@ -39,7 +39,7 @@ module Killer
     def perform_with_killer(*args, **kwargs, &block)
       outer = !@killer_wrapped
       @killer_wrapped = true
-      Guard.run(killer_job_ids, self.class.name) { perform_without_killer(*args, **kwargs, &block) }
+      Guard.run(killer_job_ids, self.class.name || self.class.inspect) { perform_without_killer(*args, **kwargs, &block) }
     ensure
       @killer_wrapped = false if outer
     end

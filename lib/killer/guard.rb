@@ -12,7 +12,8 @@ module Killer
       runtime = Killer.job_runtime
       return yield unless runtime
 
-      runtime.run_job(ids, class_name, &block)
+      # An anonymous class has no name; its inspect still tells a reader what it was.
+      runtime.run_job(ids, class_name.to_s, &block)
     end
   end
 end

@@ -25,11 +25,9 @@ module Killer
     def with_auth(url, username, password)
       return url unless url && password
 
-      require "uri"
-      uri = URI.parse(url)
-      uri.user = URI.encode_www_form_component(username || "")
-      uri.password = URI.encode_www_form_component(password)
-      uri.to_s
+      require "erb"
+      userinfo = "#{ERB::Util.url_encode(username.to_s)}:#{ERB::Util.url_encode(password)}@"
+      url.sub(%r{\A([a-z+]+://)}) { "#{Regexp.last_match(1)}#{userinfo}" }
     end
   end
 end

@@ -19,7 +19,7 @@ mod watcher;
 pub use client::Client;
 pub use error::{Error, Result};
 pub use event::{Event, LogLevel};
-pub use registry::{Outcome, Started};
+pub use registry::{Outcome, Reaction, Started};
 pub use schema::{validate_jid, JobStatus, Keys, MAX_JID_BYTES, SCHEMA_VERSION};
 pub use settings::Settings;
 pub use watcher::Watcher;

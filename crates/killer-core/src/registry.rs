@@ -3,8 +3,14 @@
 //! the cancel is missed (checked on start, or found on arrival).
 //! Pure: no I/O, time is passed in.
 
-use std::collections::HashMap;
-use std::time::Instant;
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+/// How many ended jobs are remembered, and for how long, so a cancel that
+/// arrives just after a job ended is answered `finished` at once instead of
+/// staying `requested` until its TTL.
+const RECENT_CAP: usize = 4096;
+const RECENT_FOR: Duration = Duration::from_secs(600);
 
 /// The answer to "may this job start?".
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +38,17 @@ struct Job {
     cancel_for: Option<String>,
 }
 
+/// What a newly learned cancel request means for this process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reaction {
+    /// Nothing here: the job is not running in this process.
+    None,
+    /// Raise into the running job with this token.
+    Interrupt(u64),
+    /// The job ended here moments ago; record it as finished.
+    AlreadyFinished,
+}
+
 /// What the watcher must record in Redis about a job that ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ended {
@@ -47,6 +64,8 @@ pub struct Registry {
     by_id: HashMap<String, u64>,
     /// id -> when the request stops applying (cancel_ttl after it was made).
     cancels: HashMap<String, Instant>,
+    /// Ids of jobs that ended lately, oldest first, with when they ended.
+    recent: VecDeque<(String, Instant)>,
 }
 
 impl Registry {
@@ -71,8 +90,16 @@ impl Registry {
     }
 
     /// Ends a job. Returns `None` for an unknown token (already ended).
-    pub fn finish(&mut self, token: u64) -> Option<Ended> {
+    pub fn finish(&mut self, token: u64, now: Instant) -> Option<Ended> {
         let job = self.jobs.remove(&token)?;
+        if job.cancel_for.is_none() {
+            for id in &job.ids {
+                self.recent.push_back((id.clone(), now));
+            }
+            while self.recent.len() > RECENT_CAP {
+                self.recent.pop_front();
+            }
+        }
         for id in &job.ids {
             // Another job may have started with the same id since; leave it.
             if self.by_id.get(id) == Some(&token) {
@@ -93,21 +120,27 @@ impl Registry {
         })
     }
 
-    /// Learns about a cancel request. Returns the token of a running job to
-    /// interrupt, only the first time a request reaches that job: the poll
-    /// re-reads recent requests, and those must not raise again.
-    pub fn request_cancel(&mut self, id: &str, until: Instant, now: Instant) -> Option<u64> {
+    /// Learns about a cancel request. Interrupts a running job only the
+    /// first time a request reaches it: the poll re-reads recent requests,
+    /// and those must not raise again.
+    pub fn request_cancel(&mut self, id: &str, until: Instant, now: Instant) -> Reaction {
         if until <= now {
-            return None;
+            return Reaction::None;
         }
-        self.cancels.insert(id.to_owned(), until);
-        let token = *self.by_id.get(id)?;
-        let job = self.jobs.get_mut(&token)?;
-        if job.cancel_for.is_some() {
-            return None;
+        let new = self.cancels.insert(id.to_owned(), until).is_none();
+        if let Some(&token) = self.by_id.get(id) {
+            if let Some(job) = self.jobs.get_mut(&token) {
+                if job.cancel_for.is_some() {
+                    return Reaction::None;
+                }
+                job.cancel_for = Some(id.to_owned());
+                return Reaction::Interrupt(token);
+            }
         }
-        job.cancel_for = Some(id.to_owned());
-        Some(token)
+        if new && self.recent.iter().any(|(r, _)| r == id) {
+            return Reaction::AlreadyFinished;
+        }
+        Reaction::None
     }
 
     pub fn is_running(&self, token: u64) -> bool {
@@ -126,6 +159,13 @@ impl Registry {
     /// not the uptime.
     pub fn expire(&mut self, now: Instant) {
         self.cancels.retain(|_, until| *until > now);
+        while self
+            .recent
+            .front()
+            .is_some_and(|(_, at)| now.duration_since(*at) > RECENT_FOR)
+        {
+            self.recent.pop_front();
+        }
     }
 
     fn is_requested(&self, id: &str, now: Instant) -> bool {
@@ -151,15 +191,18 @@ mod tests {
         let Started::Run(t) = r.start(ids(&["a"]), "Job".into(), now) else {
             panic!("should run")
         };
-        assert_eq!(r.request_cancel("a", now + DAY, now), Some(t));
         assert_eq!(
             r.request_cancel("a", now + DAY, now),
-            None,
+            Reaction::Interrupt(t)
+        );
+        assert_eq!(
+            r.request_cancel("a", now + DAY, now),
+            Reaction::None,
             "re-read by the poll"
         );
-        let ended = r.finish(t).unwrap();
+        let ended = r.finish(t, now).unwrap();
         assert_eq!(ended.requested, ids(&["a"]));
-        assert_eq!(r.finish(t), None);
+        assert_eq!(r.finish(t, now), None);
         assert_eq!(r.running(), 0);
     }
 
@@ -167,7 +210,7 @@ mod tests {
     fn a_recorded_cancel_stops_the_job_from_starting_by_any_of_its_ids() {
         let now = Instant::now();
         let mut r = Registry::default();
-        assert_eq!(r.request_cancel("aj-1", now + DAY, now), None);
+        assert_eq!(r.request_cancel("aj-1", now + DAY, now), Reaction::None);
         assert_eq!(
             r.start(ids(&["jid-1", "aj-1"]), "Wrapper".into(), now),
             Started::Cancelled("aj-1".into())
@@ -186,10 +229,16 @@ mod tests {
             panic!()
         };
         assert_ne!(a, b);
-        assert_eq!(r.request_cancel("b", now + DAY, now), Some(b));
-        assert_eq!(r.finish(a).unwrap().requested, Vec::<String>::new());
-        // A cancel for an id that already ended does not touch anyone.
-        assert_eq!(r.request_cancel("a", now + DAY, now), None);
+        assert_eq!(
+            r.request_cancel("b", now + DAY, now),
+            Reaction::Interrupt(b)
+        );
+        assert_eq!(r.finish(a, now).unwrap().requested, Vec::<String>::new());
+        // A cancel for an id that already ended interrupts no one.
+        assert_eq!(
+            r.request_cancel("a", now + DAY, now),
+            Reaction::AlreadyFinished
+        );
     }
 
     #[test]
@@ -200,7 +249,7 @@ mod tests {
             panic!()
         };
         r.request_cancel("a", now + DAY, now);
-        assert_eq!(r.finish(t).unwrap().requested, ids(&["a"]));
+        assert_eq!(r.finish(t, now).unwrap().requested, ids(&["a"]));
     }
 
     #[test]
@@ -216,7 +265,31 @@ mod tests {
         ));
         r.expire(later);
         assert_eq!(r.known_cancels(), 0);
-        assert_eq!(r.request_cancel("x", now, now), None, "already expired");
+        assert_eq!(
+            r.request_cancel("x", now, now),
+            Reaction::None,
+            "already expired"
+        );
+    }
+
+    #[test]
+    fn a_cancel_just_after_the_end_is_answered_finished_once() {
+        let now = Instant::now();
+        let mut r = Registry::default();
+        let Started::Run(t) = r.start(ids(&["late"]), "J".into(), now) else {
+            panic!()
+        };
+        r.finish(t, now);
+        assert_eq!(
+            r.request_cancel("late", now + DAY, now),
+            Reaction::AlreadyFinished
+        );
+        assert_eq!(r.request_cancel("late", now + DAY, now), Reaction::None);
+        r.expire(now + Duration::from_secs(601));
+        assert_eq!(
+            r.request_cancel("fresh-after-expiry", now + 2 * DAY, now + DAY),
+            Reaction::None
+        );
     }
 
     #[test]
@@ -229,7 +302,10 @@ mod tests {
         let Started::Run(new) = r.start(ids(&["same"]), "J".into(), now) else {
             panic!()
         };
-        r.finish(old);
-        assert_eq!(r.request_cancel("same", now + DAY, now), Some(new));
+        r.finish(old, now);
+        assert_eq!(
+            r.request_cancel("same", now + DAY, now),
+            Reaction::Interrupt(new)
+        );
     }
 }

@@ -27,7 +27,7 @@ use crate::backoff::Backoff;
 use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::link::Link;
-use crate::registry::{Outcome, Registry, Started};
+use crate::registry::{Outcome, Reaction, Registry, Started};
 use crate::schema::{JobStatus, Keys};
 use crate::settings::Settings;
 
@@ -128,7 +128,7 @@ impl Watcher {
     /// reach it any more.
     pub fn job_finished(&self, token: u64, outcome: Outcome, primary_id: &str) -> Result<()> {
         self.check_pid()?;
-        let Some(ended) = self.shared.registry().finish(token) else {
+        let Some(ended) = self.shared.registry().finish(token, Instant::now()) else {
             return Ok(());
         };
         match outcome {
@@ -217,19 +217,30 @@ impl Shared {
     /// A request for `jid` is known to exist for `remaining` more time.
     fn cancel_seen(self: &Arc<Self>, jid: &str, remaining: Duration) {
         let now = Instant::now();
-        let token = self.registry().request_cancel(jid, now + remaining, now);
-        if let Some(token) = token {
-            info!(
-                jid,
-                event = "cancel.delivered",
-                "cancel requested; raising Killer::Cancelled in the job"
-            );
-            let _ = self.events.send(Event::Cancel {
-                token,
-                jid: jid.to_owned(),
-                attempt: 1,
-            });
-            tokio::spawn(self.clone().insist(token, jid.to_owned()));
+        let reaction = self.registry().request_cancel(jid, now + remaining, now);
+        match reaction {
+            Reaction::Interrupt(token) => {
+                info!(
+                    jid,
+                    event = "cancel.delivered",
+                    "cancel requested; raising Killer::Cancelled in the job"
+                );
+                let _ = self.events.send(Event::Cancel {
+                    token,
+                    jid: jid.to_owned(),
+                    attempt: 1,
+                });
+                tokio::spawn(self.clone().insist(token, jid.to_owned()));
+            }
+            Reaction::AlreadyFinished => {
+                info!(
+                    jid,
+                    event = "cancel.too_late",
+                    "cancel arrived after the job finished"
+                );
+                self.write(vec![jid.to_owned()], JobStatus::Finished);
+            }
+            Reaction::None => {}
         }
     }
 

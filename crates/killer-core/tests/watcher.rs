@@ -159,6 +159,19 @@ fn a_job_that_finishes_first_is_reported_finished() {
 }
 
 #[test]
+fn a_cancel_just_after_the_job_ended_is_reported_finished() {
+    let redis = RedisServer::start();
+    let (w, rx) = start(redis.settings());
+    let client = Client::new(redis.settings()).unwrap();
+    ready(&redis);
+    let token = run(&w, "ended");
+    w.job_finished(token, Outcome::Finished, "ended").unwrap();
+    client.cancel("ended").unwrap();
+    assert!(status(&client, "ended", JobStatus::Finished));
+    assert!(next_cancel(&rx, Duration::from_millis(300)).is_none());
+}
+
+#[test]
 fn jobs_run_while_redis_is_down_and_cancels_apply_once_it_is_back() {
     let mut redis = RedisServer::start();
     let (w, rx) = start(redis.settings());

@@ -1,0 +1,41 @@
+# frozen_string_literal: true
+
+$LOAD_PATH.unshift(File.expand_path("../lib", __dir__))
+require "killer"
+require "logger"
+require "stringio"
+require "securerandom"
+require "fileutils"
+Dir[File.join(__dir__, "support", "*.rb")].sort.each { |f| require f unless f.end_with?("app.rb") }
+
+RSpec.configure do |config|
+  config.disable_monkey_patching!
+  config.order = :defined
+  config.include SpecHelpers
+
+  # One throwaway redis-server for the whole run, killed by pid at the end.
+  config.before(:suite) do
+    TestRedis.start
+    ENV["REDIS_URL"] = TestRedis.url
+  end
+  config.after(:suite) { TestRedis.stop }
+  spec_log = Logger.new(File.expand_path("../tmp/spec.log", __dir__).tap { |f| FileUtils.mkdir_p(File.dirname(f)) })
+  config.before do |example|
+    spec_log.info("--- #{example.full_description}")
+    Killer.configuration.logger = spec_log
+    TestRedis.flush
+    ENV["REDIS_URL"] = TestRedis.url
+  end
+  config.after { Killer.reset! }
+
+  # GC_STRESS=1 runs every example under GC.stress, to shake out native
+  # objects freed while Rust or another thread still uses them.
+  if ENV["GC_STRESS"] == "1"
+    config.around do |example|
+      GC.stress = true
+      example.run
+    ensure
+      GC.stress = false
+    end
+  end
+end

@@ -1,0 +1,119 @@
+# frozen_string_literal: true
+
+# The application the end-to-end specs run under a real `sidekiq` process.
+# Jobs report what happened to them in Redis lists the specs read.
+require "killer"
+
+Killer.configure do |c|
+  c.poll_interval = Float(ENV.fetch("KILLER_TEST_POLL", "1"))
+  c.grace = Float(ENV.fetch("KILLER_TEST_GRACE", "1"))
+end
+
+if ENV["KILLER_TEST_MIDDLEWARE"] == "1"
+  Sidekiq.configure_server do |config|
+    config.server_middleware { |chain| chain.add Killer::CancelMiddleware }
+  end
+end
+
+module Report
+  module_function
+
+  def event(kind, jid)
+    Sidekiq.redis { |r| r.rpush("test:events", "#{kind}:#{jid}") }
+  end
+
+  def stamp(key, jid)
+    Sidekiq.redis { |r| r.hset("test:#{key}", jid, Process.clock_gettime(Process::CLOCK_MONOTONIC).to_s) }
+  end
+end
+
+# Sleeps in small steps (an IO-bound job) until cancelled.
+class SleepyJob
+  include Sidekiq::Worker
+  include Killer::Cancellable
+  sidekiq_options retry: 3
+
+  def perform(seconds = 30)
+    Report.event("started", jid)
+    deadline = Time.now + seconds
+    sleep 0.01 while Time.now < deadline
+    Report.event("finished", jid)
+  ensure
+    Report.stamp("stopped_at", jid)
+  end
+end
+
+# Rescues everything a well-meaning developer would: StandardError.
+class SwallowingJob
+  include Sidekiq::Worker
+  include Killer::Cancellable
+  sidekiq_options retry: 3
+
+  def perform
+    Report.event("started", jid)
+    loop do
+      sleep 0.01
+    rescue => e # rubocop:disable Style/RescueStandardError
+      Report.event("swallowed-#{e.class}", jid)
+    end
+  end
+end
+
+# Burns CPU without ever sleeping or doing IO.
+class CpuJob
+  include Sidekiq::Worker
+  include Killer::Cancellable
+  sidekiq_options retry: 3
+
+  def perform
+    Report.event("started", jid)
+    x = 0
+    loop { x += 1 }
+  end
+end
+
+# Rescues Exception and carries on: only the grace re-raise stops it.
+class StubbornJob
+  include Sidekiq::Worker
+  include Killer::Cancellable
+  sidekiq_options retry: 3
+
+  def perform(ignore = 1)
+    Report.event("started", jid)
+    ignored = 0
+    begin
+      sleep 0.01 while true # rubocop:disable Style/InfiniteLoop
+    rescue Exception => e # rubocop:disable Lint/RescueException
+      raise if ignored >= ignore
+
+      ignored += 1
+      Report.event("ignored-#{e.class}", jid)
+      retry
+    end
+  end
+end
+
+# A short job for throughput and stress; optionally sleeps a few ms.
+class QuickJob
+  include Sidekiq::Worker
+  include Killer::Cancellable
+  sidekiq_options retry: 3
+
+  def perform(ms = 0)
+    sleep(ms / 1000.0) if ms.positive?
+    Report.event("finished", jid)
+  end
+end
+
+# No Killer::Cancellable: cancellable only through CancelMiddleware.
+class PlainJob
+  include Sidekiq::Worker
+  sidekiq_options retry: 3
+
+  def perform(seconds = 30)
+    Report.event("started", jid)
+    deadline = Time.now + seconds
+    sleep 0.01 while Time.now < deadline
+    Report.event("finished", jid)
+  end
+end

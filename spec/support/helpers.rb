@@ -1,0 +1,39 @@
+# frozen_string_literal: true
+
+module SpecHelpers
+  def wait_for(seconds = 10, what = "condition")
+    deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + seconds
+    loop do
+      value = yield
+      return value if value
+      raise "timed out after #{seconds}s waiting for #{what}" if Process.clock_gettime(Process::CLOCK_MONOTONIC) > deadline
+
+      sleep 0.01
+    end
+  end
+
+  def redis = TestRedis.redis
+
+  # A logger whose output the example can read.
+  def capture_log
+    io = StringIO.new
+    Killer.configuration.logger = Logger.new(io)
+    io
+  end
+
+  # Configures Killer for fast tests and starts this process's runtime.
+  def start_killer(poll_interval: 0.2, grace: 0.3)
+    Killer.configure do |c|
+      c.poll_interval = poll_interval
+      c.grace = grace
+    end
+    Killer.start
+    # Ready once the watcher has subscribed.
+    wait_for(5, "the watcher to subscribe") { redis.pubsub("numsub", "killer:v1:cancel").last.to_i >= 1 }
+  end
+
+  def sidekiq_stats
+    s = Sidekiq::Stats.new
+    { processed: s.processed, failed: s.failed, retries: s.retry_size, dead: s.dead_size }
+  end
+end
