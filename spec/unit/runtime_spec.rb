@@ -21,6 +21,8 @@ RSpec.describe "the per-process runtime" do
   end
 
   it "adds one Ruby thread and one native thread to a server process, and removes both on stop" do
+    # Earlier examples' dispatchers may still sit in Ruby's thread cache.
+    wait_for(6, "parked threads to go") { os_threads.none? { |n| n.start_with?("killer") } }
     ruby_before = Thread.list.size
     native_before = os_threads
     start_killer
