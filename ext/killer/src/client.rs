@@ -26,13 +26,13 @@ impl Client {
     }
 
     fn cancel(ruby: &Ruby, rb_self: &Self, jid: String) -> Result<String, Error> {
-        let done = without_gvl(ruby, || rb_self.0.cancel(&jid), || {})?;
+        let done = without_gvl(ruby, || rb_self.0.cancel(&jid))?;
         done.map(|s| s.as_str().to_owned())
             .map_err(|e| to_ruby(ruby, e))
     }
 
     fn status(ruby: &Ruby, rb_self: &Self, jid: String) -> Result<Option<String>, Error> {
-        let got = without_gvl(ruby, || rb_self.0.status(&jid), || {})?;
+        let got = without_gvl(ruby, || rb_self.0.status(&jid))?;
         got.map(|s| s.map(|s| s.as_str().to_owned()))
             .map_err(|e| to_ruby(ruby, e))
     }

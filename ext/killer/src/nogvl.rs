@@ -41,7 +41,31 @@ unsafe extern "C" fn unblock<U: Fn()>(data: *mut c_void) {
     let _ = catch_unwind(AssertUnwindSafe(u));
 }
 
-pub(crate) fn without_gvl<F, R, U>(ruby: &Ruby, func: F, unblock_fn: U) -> Result<R, Error>
+/// For short calls bounded by a timeout: no unblocking function. (Giving
+/// one on the main thread makes Ruby 3.1 start a helper thread per call.)
+pub(crate) fn without_gvl<F, R>(ruby: &Ruby, func: F) -> Result<R, Error>
+where
+    F: FnOnce() -> R + Send,
+    R: Send,
+{
+    run::<F, R, fn()>(ruby, func, None)
+}
+
+/// For waits of any length: `unblock_fn` must make `func` return promptly.
+pub(crate) fn without_gvl_interruptible<F, R, U>(
+    ruby: &Ruby,
+    func: F,
+    unblock_fn: U,
+) -> Result<R, Error>
+where
+    F: FnOnce() -> R + Send,
+    R: Send,
+    U: Fn() + Send + Sync,
+{
+    run(ruby, func, Some(&unblock_fn))
+}
+
+fn run<F, R, U>(ruby: &Ruby, func: F, unblock_fn: Option<&U>) -> Result<R, Error>
 where
     F: FnOnce() -> R + Send,
     R: Send,
@@ -51,19 +75,19 @@ where
         func: Some(func),
         result: None,
     };
-    let ubf = unblock_fn;
     let data_ptr: *mut Call<F, R> = &mut data;
-    let ubf_ptr: *const U = &ubf;
+    let (ubf, ubf_data) = match unblock_fn {
+        Some(u) => (
+            Some(unblock::<U> as unsafe extern "C" fn(*mut c_void)),
+            std::ptr::from_ref(u).cast_mut().cast(),
+        ),
+        None => (None, std::ptr::null_mut()),
+    };
     magnus::rb_sys::protect(|| {
         // SAFETY: both pointers outlive the call; `call` and `unblock` are
         // instantiated for exactly these types.
         unsafe {
-            rb_sys::rb_thread_call_without_gvl(
-                Some(call::<F, R>),
-                data_ptr.cast(),
-                Some(unblock::<U>),
-                ubf_ptr.cast_mut().cast(),
-            );
+            rb_sys::rb_thread_call_without_gvl(Some(call::<F, R>), data_ptr.cast(), ubf, ubf_data);
         }
         rb_sys::Qnil as rb_sys::VALUE
     })?;

@@ -10,7 +10,7 @@ use magnus::{function, method, prelude::*, Error, IntoValue, RArray, RModule, Ru
 
 use crate::errors::{self, to_ruby};
 use crate::logging;
-use crate::nogvl::without_gvl;
+use crate::nogvl::{without_gvl, without_gvl_interruptible};
 
 #[magnus::wrap(class = "Killer::Native::Runtime", free_immediately, size)]
 struct Runtime {
@@ -86,7 +86,7 @@ impl Runtime {
         let timeout = errors::seconds(ruby, "timeout", timeout)?.min(Duration::from_secs(3600));
         let events = &rb_self.events;
         let waker = &rb_self.waker;
-        let event = without_gvl(
+        let event = without_gvl_interruptible(
             ruby,
             || events.recv_timeout(timeout).ok(),
             || {
@@ -122,7 +122,7 @@ impl Runtime {
 
     /// Stops the watcher (bounded wait, GVL released) and wakes the dispatcher.
     fn shutdown(ruby: &Ruby, rb_self: &Self) -> Result<(), Error> {
-        without_gvl(ruby, || rb_self.watcher.shutdown(), || {})
+        without_gvl(ruby, || rb_self.watcher.shutdown())
     }
 
     fn running(&self) -> usize {
