@@ -2,10 +2,14 @@
 
 $LOAD_PATH.unshift(File.expand_path("../lib", __dir__))
 require "killer"
+require "sidekiq/api"
+# Sidekiq 6.4.1 calls redis-rb 4.8 APIs that warn on every push.
+Redis.silence_deprecations = true if Redis.respond_to?(:silence_deprecations=)
 require "logger"
 require "stringio"
 require "securerandom"
 require "fileutils"
+require "set"
 Dir[File.join(__dir__, "support", "*.rb")].sort.each { |f| require f unless f.end_with?("app.rb") }
 
 RSpec.configure do |config|

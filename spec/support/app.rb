@@ -3,6 +3,7 @@
 # The application the end-to-end specs run under a real `sidekiq` process.
 # Jobs report what happened to them in Redis lists the specs read.
 require "killer"
+Redis.silence_deprecations = true if Redis.respond_to?(:silence_deprecations=)
 
 Killer.configure do |c|
   c.poll_interval = Float(ENV.fetch("KILLER_TEST_POLL", "1"))
@@ -101,6 +102,20 @@ class QuickJob
 
   def perform(ms = 0)
     sleep(ms / 1000.0) if ms.positive?
+    Report.event("finished", jid)
+  end
+end
+
+# Announces its start (for a canceller to race its end), then runs `ms`.
+class RaceJob
+  include Sidekiq::Worker
+  include Killer::Cancellable
+  sidekiq_options retry: 3
+
+  def perform(ms)
+    Sidekiq.redis { |r| r.rpush("test:started", jid) }
+    deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + (ms / 1000.0)
+    Thread.pass while Process.clock_gettime(Process::CLOCK_MONOTONIC) < deadline
     Report.event("finished", jid)
   end
 end

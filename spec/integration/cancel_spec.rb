@@ -1,0 +1,137 @@
+# frozen_string_literal: true
+
+require_relative "../support/app"
+
+# Stories told against a real redis-server and a real `sidekiq` process.
+RSpec.describe "cancelling jobs in a real Sidekiq process" do
+  before(:all) do
+    TestRedis.flush
+    @sidekiq = SidekiqProcess.new(redis_url: TestRedis.url, concurrency: 5).start
+  end
+
+  after(:all) { @sidekiq&.stop }
+
+  # The suite flushes Redis before each example; the process must be
+  # heartbeating again before we count on it.
+  before { wait_for(15, "heartbeat") { @sidekiq.identity } }
+
+  def events = redis.lrange("test:events", 0, -1)
+  def started?(jid) = events.include?("started:#{jid}")
+  def wait_started(jid) = wait_for(10, "#{jid} to start") { started?(jid) }
+
+  it "stops a running job in milliseconds; the process goes on with the next job" do
+    jid = SleepyJob.perform_async(60)
+    wait_started(jid)
+    t0 = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+    expect(Killer.cancel(jid, wait: 5)).to eq(:cancelled)
+    stopped_at = Float(wait_for(5) { redis.hget("test:stopped_at", jid) })
+    expect(stopped_at - t0).to be < 0.5
+    expect(events).not_to include("finished:#{jid}")
+
+    after = QuickJob.perform_async
+    wait_for(10, "the next job") { events.include?("finished:#{after}") }
+    expect(sidekiq_stats).to include(failed: 0, retries: 0, dead: 0)
+    expect(@sidekiq.alive?).to be(true)
+  end
+
+  it "never runs the body of a scheduled job cancelled before it starts" do
+    jid = SleepyJob.perform_in(1, 1)
+    expect(Killer.cancel(jid)).to be(true)
+    wait_for(15, "the scheduled job to be picked up") { Sidekiq::ScheduledSet.new.size.zero? && Sidekiq::Queue.new.size.zero? }
+    sleep 1
+    expect(started?(jid)).to be(false)
+    expect(Killer.status(jid)).to eq(:cancelled)
+    expect(@sidekiq.log).to match(/jid=#{jid}.*cancelled before it started/)
+    expect(sidekiq_stats).to include(failed: 0, retries: 0, dead: 0)
+  end
+
+  it "is not swallowed by `rescue => e` in the job" do
+    jid = SwallowingJob.perform_async
+    wait_started(jid)
+    expect(Killer.cancel(jid, wait: 5)).to eq(:cancelled)
+    expect(events.grep(/swallowed/)).to be_empty
+  end
+
+  it "stops a CPU-bound job that never sleeps or does IO" do
+    jid = CpuJob.perform_async
+    wait_started(jid)
+    expect(Killer.cancel(jid, wait: 5)).to eq(:cancelled)
+    # The process still has all its threads: run five jobs at once.
+    jids = Array.new(5) { QuickJob.perform_async(50) }
+    wait_for(10, "five jobs") { jids.all? { |j| events.include?("finished:#{j}") } }
+  end
+
+  it "raises again after grace when a job rescues Exception, logging the jid" do
+    jid = StubbornJob.perform_async(1)
+    wait_started(jid)
+    expect(Killer.cancel(jid, wait: 8)).to eq(:cancelled)
+    expect(events).to include("ignored-Killer::Cancelled:#{jid}")
+    expect(@sidekiq.log).to match(/jid=#{jid} WARN: killer: job still running .* raising again/)
+  end
+
+  it "acknowledges a cancelled job: not retried, not dead, not failed, still processed" do
+    before = Sidekiq::Stats.new.processed
+    jid = SleepyJob.perform_async(60)
+    wait_started(jid)
+    Killer.cancel(jid, wait: 5)
+    wait_for(5, "processed count") { Sidekiq::Stats.new.processed > before }
+    expect(sidekiq_stats).to include(failed: 0, retries: 0, dead: 0)
+    expect(Sidekiq::Queue.new.size).to eq(0)
+    expect(Sidekiq::Workers.new.map { |_, _, w| w["payload"]["jid"] }).not_to include(jid)
+  end
+
+  it "answers :finished for a job that had already finished" do
+    jid = QuickJob.perform_async
+    wait_for(10) { events.include?("finished:#{jid}") }
+    expect(Killer.cancel(jid, wait: 5)).to eq(:finished)
+  end
+
+  it "writes its log lines in Sidekiq's log with the jid" do
+    jid = SleepyJob.perform_async(60)
+    wait_started(jid)
+    Killer.cancel(jid, wait: 5)
+    expect(@sidekiq.log).to match(/jid=#{jid} INFO: killer: job stopped by Killer::Cancelled event=cancel.done class=SleepyJob/)
+  end
+end
+
+RSpec.describe "CancelMiddleware in a real Sidekiq process" do
+  around do |example|
+    sidekiq = SidekiqProcess.new(redis_url: TestRedis.url, env: { "KILLER_TEST_MIDDLEWARE" => "1" }).start
+    @sidekiq = sidekiq
+    example.run
+  ensure
+    sidekiq&.stop
+  end
+
+  it "makes a class without Killer::Cancellable cancellable" do
+    jid = PlainJob.perform_async(60)
+    wait_for(10) { redis.lrange("test:events", 0, -1).include?("started:#{jid}") }
+    expect(Killer.cancel(jid, wait: 5)).to eq(:cancelled)
+    expect(sidekiq_stats).to include(failed: 0, retries: 0, dead: 0)
+  end
+end
+
+RSpec.describe "a Sidekiq process while Redis restarts" do
+  it "keeps running, reconnects, and then applies cancels" do
+    server = RedisServer.new.start
+    sidekiq = SidekiqProcess.new(redis_url: server.url, concurrency: 2).start
+    Killer.configure { |c| c.redis_url = server.url }
+    Sidekiq.redis = { url: server.url }
+    jid = SleepyJob.perform_async(60)
+    wait_for(10) { server.redis.lrange("test:events", 0, -1).include?("started:#{jid}") }
+
+    port = server.port
+    server.stop
+    sleep 2
+    expect(sidekiq.alive?).to be(true)
+    server = RedisServer.new(port).start
+    # The restarted Redis is empty: the job is still running in the process.
+    expect(Killer.cancel(jid, wait: 15)).to eq(:cancelled)
+    expect(sidekiq.log).to match(/cannot reach Redis/)
+    expect(sidekiq.log).to match(/Redis reachable again/)
+  ensure
+    Sidekiq.redis = { url: TestRedis.url }
+    sidekiq&.stop
+    server&.stop
+  end
+end
