@@ -115,7 +115,8 @@ module Killer
         return state if Process.clock_gettime(Process::CLOCK_MONOTONIC) >= deadline
 
         sleep(pause)
-        pause = [pause * 2, 0.1].min
+        # One HGET per 25 ms at most, for one console, for at most `wait`.
+        pause = [pause * 2, 0.025].min
       end
     end
   end
