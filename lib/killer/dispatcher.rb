@@ -32,18 +32,20 @@ module Killer
 
     def run
       loop do
-        event = @native.next_event(WAIT)
-        next unless event
-
-        case event[0]
-        when :cancel then deliver(event[1], event[2], event[3])
-        when :log then Log.write(@logger, event[1], event[2], event[3])
-        when :shutdown then break
-        end
-      rescue StandardError => e
-        # The dispatcher must outlive any single bad event.
-        Log.write(@logger, :error, nil, "dispatcher error: #{e.class}: #{e.message}")
+        events = @native.next_events(WAIT)
+        break if events.map { |event| handle(event) }.include?(:shutdown)
       end
+    end
+
+    def handle(event)
+      case event[0]
+      when :cancel then deliver(event[1], event[2], event[3])
+      when :log then Log.write(@logger, event[1], event[2], event[3])
+      when :shutdown then :shutdown
+      end
+    rescue StandardError => e
+      # The dispatcher must outlive any single bad event.
+      Log.write(@logger, :error, nil, "dispatcher error: #{e.class}: #{e.message}")
     end
 
     # Raises into the job's thread under the lock its wrapper takes to

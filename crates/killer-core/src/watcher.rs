@@ -220,16 +220,17 @@ impl Shared {
         let reaction = self.registry().request_cancel(jid, now + remaining, now);
         match reaction {
             Reaction::Interrupt(token) => {
-                info!(
-                    jid,
-                    event = "cancel.delivered",
-                    "cancel requested; raising Killer::Cancelled in the job"
-                );
+                // The raise first: the log line must not cost it a GVL turn.
                 let _ = self.events.send(Event::Cancel {
                     token,
                     jid: jid.to_owned(),
                     attempt: 1,
                 });
+                info!(
+                    jid,
+                    event = "cancel.delivered",
+                    "cancel requested; raising Killer::Cancelled in the job"
+                );
                 tokio::spawn(self.clone().insist(token, jid.to_owned()));
             }
             Reaction::AlreadyFinished => {
@@ -253,12 +254,12 @@ impl Shared {
             if !self.registry().is_running(token) {
                 return;
             }
-            warn!(jid = %jid, event = "cancel.ignored", attempt, "job still running {:.1}s after Killer::Cancelled (rescued Exception? native code holding the GVL?); raising again", grace.as_secs_f64());
             let _ = self.events.send(Event::Cancel {
                 token,
                 jid: jid.clone(),
                 attempt,
             });
+            warn!(jid = %jid, event = "cancel.ignored", attempt, "job still running {:.1}s after Killer::Cancelled (rescued Exception? native code holding the GVL?); raising again", grace.as_secs_f64());
         }
     }
 

@@ -12,6 +12,9 @@ use crate::errors::{self, to_ruby};
 use crate::logging;
 use crate::nogvl::{without_gvl, without_gvl_interruptible};
 
+/// Events handed to Ruby per GVL turn, at most.
+const MAX_BATCH: usize = 256;
+
 #[magnus::wrap(class = "Killer::Native::Runtime", free_immediately, size)]
 struct Runtime {
     watcher: Watcher,
@@ -79,45 +82,57 @@ impl Runtime {
             .map_err(|e| to_ruby(ruby, e))
     }
 
-    /// Waits up to `timeout` seconds with the GVL released. Returns nil
-    /// (timeout or woken by Ruby), `[:cancel, token, jid, attempt]`,
-    /// `[:log, level, jid, message]` or `[:shutdown]`.
-    fn next_event(ruby: &Ruby, rb_self: &Self, timeout: f64) -> Result<Option<RArray>, Error> {
+    /// Waits up to `timeout` seconds with the GVL released, then returns
+    /// every event queued by then, cancels first: one GVL turn serves them
+    /// all, and a log line never delays a raise. Each event is
+    /// `[:cancel, token, jid, attempt]`, `[:log, level, jid, message]` or
+    /// `[:shutdown]`; an empty array means the wait timed out or Ruby woke it.
+    fn next_events(ruby: &Ruby, rb_self: &Self, timeout: f64) -> Result<RArray, Error> {
         let timeout = errors::seconds(ruby, "timeout", timeout)?.min(Duration::from_secs(3600));
         let events = &rb_self.events;
         let waker = &rb_self.waker;
-        let event = without_gvl_interruptible(
+        let mut batch = without_gvl_interruptible(
             ruby,
-            || events.recv_timeout(timeout).ok(),
+            || {
+                let mut batch: Vec<Event> = events.recv_timeout(timeout).into_iter().collect();
+                batch.extend(events.try_iter().take(MAX_BATCH));
+                batch
+            },
             || {
                 let _ = waker.send(Event::Wake);
             },
         )?;
+        batch.sort_by_key(|e| !matches!(e, Event::Cancel { .. }));
+        let out = ruby.ary_new_capa(batch.len());
         let sym = |s: &str| ruby.to_symbol(s).into_value_with(ruby);
-        Ok(match event {
-            None | Some(Event::Wake) => None,
-            Some(Event::Cancel {
-                token,
-                jid,
-                attempt,
-            }) => Some(ruby.ary_new_from_values(&[
-                sym("cancel"),
-                token.into_value_with(ruby),
-                jid.into_value_with(ruby),
-                attempt.into_value_with(ruby),
-            ])),
-            Some(Event::Log {
-                level,
-                jid,
-                message,
-            }) => Some(ruby.ary_new_from_values(&[
-                sym("log"),
-                sym(level.as_str()),
-                jid.into_value_with(ruby),
-                message.into_value_with(ruby),
-            ])),
-            Some(Event::Shutdown) => Some(ruby.ary_new_from_values(&[sym("shutdown")])),
-        })
+        for event in batch {
+            let item = match event {
+                Event::Wake => continue,
+                Event::Cancel {
+                    token,
+                    jid,
+                    attempt,
+                } => ruby.ary_new_from_values(&[
+                    sym("cancel"),
+                    token.into_value_with(ruby),
+                    jid.into_value_with(ruby),
+                    attempt.into_value_with(ruby),
+                ]),
+                Event::Log {
+                    level,
+                    jid,
+                    message,
+                } => ruby.ary_new_from_values(&[
+                    sym("log"),
+                    sym(level.as_str()),
+                    jid.into_value_with(ruby),
+                    message.into_value_with(ruby),
+                ]),
+                Event::Shutdown => ruby.ary_new_from_values(&[sym("shutdown")]),
+            };
+            out.push(item)?;
+        }
+        Ok(out)
     }
 
     /// Stops the watcher (bounded wait, GVL released) and wakes the dispatcher.
@@ -143,7 +158,7 @@ pub(crate) fn init(ruby: &Ruby, native: RModule) -> Result<(), Error> {
     class.define_singleton_method("new", function!(Runtime::new, 6))?;
     class.define_method("job_started", method!(Runtime::job_started, 2))?;
     class.define_method("job_finished", method!(Runtime::job_finished, 3))?;
-    class.define_method("next_event", method!(Runtime::next_event, 1))?;
+    class.define_method("next_events", method!(Runtime::next_events, 1))?;
     class.define_method("shutdown", method!(Runtime::shutdown, 0))?;
     class.define_method("running", method!(Runtime::running, 0))?;
     class.define_method("known_cancels", method!(Runtime::known_cancels, 0))?;
