@@ -102,10 +102,14 @@ module Killer
     end
 
     # This process's runtime (watcher + dispatcher), started on first use.
-    # After fork the parent's is dropped and a new one starts.
+    # After fork the parent's is dropped and a new one starts; so is one
+    # whose dispatcher thread died (killed by someone), so cancels go on.
     def runtime
       @lock.synchronize do
-        @runtime = nil if @runtime&.forked?
+        if @runtime && (@runtime.forked? || !@runtime.alive?)
+          @runtime.stop unless @runtime.forked?
+          @runtime = nil
+        end
         @runtime ||= Runtime.new(self)
       end
     end

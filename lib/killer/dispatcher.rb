@@ -32,8 +32,13 @@ module Killer
 
     def run
       loop do
-        events = @native.next_events(WAIT)
-        break if events.map { |event| handle(event) }.include?(:shutdown)
+        events = @native.next_events(WAIT) # cancels come first
+        cancels = events.take_while { |event| event[0] == :cancel }
+        cancels.each { |event| handle(event) }
+        # The interrupted jobs need the GVL to stop; let them have it before
+        # spending it on log lines.
+        Thread.pass unless cancels.empty?
+        break if events.drop(cancels.size).map { |event| handle(event) }.include?(:shutdown)
       end
     end
 

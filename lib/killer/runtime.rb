@@ -66,8 +66,11 @@ module Killer
 
     # Stops both threads; bounded, never hangs Sidekiq's exit.
     def stop
+      t0 = Process.clock_gettime(Process::CLOCK_MONOTONIC)
       @native.shutdown
       @dispatcher.join(1)
+      ms = (Process.clock_gettime(Process::CLOCK_MONOTONIC) - t0) * 1000
+      Log.write(@logger, :info, nil, format("stopped in %.1f ms event=runtime.stopped", ms))
     end
 
     private

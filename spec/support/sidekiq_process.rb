@@ -11,7 +11,8 @@ class SidekiqProcess
 
   attr_reader :pid, :log_path
 
-  def initialize(redis_url:, concurrency: 5, timeout: 8, env: {})
+  def initialize(redis_url:, concurrency: 5, timeout: 8, env: {}, app: APP)
+    @app = app
     @redis_url = redis_url
     @concurrency = concurrency
     @timeout = timeout
@@ -21,7 +22,7 @@ class SidekiqProcess
 
   def start
     env = { "REDIS_URL" => @redis_url, "RUBYLIB" => LIB, "KILLER_TEST_POLL" => "0.2" }.merge(@env)
-    @pid = Process.spawn(env, "sidekiq", "-r", APP, "-c", @concurrency.to_s, "-t", @timeout.to_s,
+    @pid = Process.spawn(env, "sidekiq", "-r", @app, "-c", @concurrency.to_s, "-t", @timeout.to_s,
                          "-q", "default", out: @log_path, err: %i[child out])
     wait_until(20, "sidekiq #{@pid} to heartbeat") { identity }
     self

@@ -53,8 +53,8 @@ RSpec.describe "the per-process runtime" do
     dispatcher.kill
     expect(dispatcher.join(2)).to be_truthy
     expect(Process.clock_gettime(Process::CLOCK_MONOTONIC) - t0).to be < 0.5
-    # A dead dispatcher is replaced on the next start.
-    Killer.stop
+    # A dead dispatcher is replaced: the next job gets a working runtime.
+    expect(Killer.configuration.runtime_if_started).to be_nil
     start_killer
     job, thread = running_sleepy
     expect(Killer.cancel(job.jid, wait: 5)).to eq(:cancelled)

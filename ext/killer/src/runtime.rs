@@ -83,7 +83,7 @@ impl Runtime {
     }
 
     /// Waits up to `timeout` seconds with the GVL released, then returns
-    /// every event queued by then, cancels first: one GVL turn serves them
+    /// every event queued by the time the GVL is back, cancels first: one GVL turn serves them
     /// all, and a log line never delays a raise. Each event is
     /// `[:cancel, token, jid, attempt]`, `[:log, level, jid, message]` or
     /// `[:shutdown]`; an empty array means the wait timed out or Ruby woke it.
@@ -102,6 +102,9 @@ impl Runtime {
                 let _ = waker.send(Event::Wake);
             },
         )?;
+        // Taking the GVL back can take a whole timeslice; whatever arrived
+        // meanwhile (a cancel, typically) is served in this same turn.
+        batch.extend(events.try_iter().take(MAX_BATCH));
         batch.sort_by_key(|e| !matches!(e, Event::Cancel { .. }));
         let out = ruby.ary_new_capa(batch.len());
         let sym = |s: &str| ruby.to_symbol(s).into_value_with(ruby);
