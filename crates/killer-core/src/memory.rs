@@ -1,0 +1,180 @@
+//! Reads this process's memory, the way the operator chose to count it.
+//! Each read is one `pread` on a file kept open (re-opened after fork, since
+//! `/proc/self` resolves at open time) into a stack buffer: no allocation,
+//! no subprocess.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemorySource {
+    /// Resident set size, `/proc/self/statm`.
+    Rss,
+    /// Anonymous resident memory (the Ruby heap, not shared libraries),
+    /// `RssAnon` in `/proc/self/status`.
+    RssAnon,
+    /// Proportional set size, `/proc/self/smaps_rollup`: shared pages
+    /// divided among the processes sharing them (forked workers).
+    Pss,
+    /// The container's usage, cgroup v2 `memory.current`.
+    Cgroup,
+}
+
+impl MemorySource {
+    pub fn parse(name: &str) -> Result<Self> {
+        match name {
+            "rss" => Ok(MemorySource::Rss),
+            "rss_anon" => Ok(MemorySource::RssAnon),
+            "pss" => Ok(MemorySource::Pss),
+            "cgroup" => Ok(MemorySource::Cgroup),
+            other => Err(Error::InvalidArgument(format!(
+                "memory_source must be :rss, :rss_anon, :pss or :cgroup, got :{other}"
+            ))),
+        }
+    }
+
+    fn path(self) -> &'static str {
+        match self {
+            MemorySource::Rss => "/proc/self/statm",
+            MemorySource::RssAnon => "/proc/self/status",
+            MemorySource::Pss => "/proc/self/smaps_rollup",
+            MemorySource::Cgroup => "/sys/fs/cgroup/memory.current",
+        }
+    }
+}
+
+pub struct MemoryReader {
+    source: MemorySource,
+    file: File,
+    pid: u32,
+    page_size: u64,
+}
+
+impl MemoryReader {
+    /// Fails with a message naming the source when this system cannot
+    /// provide it (not Linux, no cgroup v2, an old kernel without
+    /// smaps_rollup), so the mistake shows at boot, not at the first job.
+    pub fn new(source: MemorySource) -> Result<Self> {
+        if !cfg!(target_os = "linux") {
+            return Err(Error::InvalidArgument(format!(
+                "memory_source {source:?} reads Linux's /proc or cgroup files; this system is not Linux"
+            )));
+        }
+        let mut reader = MemoryReader {
+            source,
+            file: open(source)?,
+            pid: std::process::id(),
+            page_size: page_size(),
+        };
+        reader.read()?;
+        Ok(reader)
+    }
+
+    pub fn source(&self) -> MemorySource {
+        self.source
+    }
+
+    /// Bytes in use, as counted by the source.
+    pub fn read(&mut self) -> Result<u64> {
+        let pid = std::process::id();
+        if pid != self.pid {
+            self.file = open(self.source)?;
+            self.pid = pid;
+        }
+        let mut buf = [0u8; 4096];
+        let n = self
+            .file
+            .read_at(&mut buf, 0)
+            .map_err(|e| Error::Runtime(format!("reading {}: {e}", self.source.path())))?;
+        let text = std::str::from_utf8(&buf[..n]).unwrap_or("");
+        let parsed = match self.source {
+            MemorySource::Rss => text
+                .split_ascii_whitespace()
+                .nth(1)
+                .and_then(|p| p.parse::<u64>().ok())
+                .map(|pages| pages * self.page_size),
+            MemorySource::RssAnon => kb_field(text, "RssAnon:"),
+            MemorySource::Pss => kb_field(text, "Pss:"),
+            MemorySource::Cgroup => text.trim().parse::<u64>().ok(),
+        };
+        parsed.ok_or_else(|| {
+            Error::Runtime(format!(
+                "cannot parse {} ({:?})",
+                self.source.path(),
+                &text[..text.len().min(80)]
+            ))
+        })
+    }
+}
+
+/// The container's memory limit in bytes (cgroup v2 `memory.max`), or None
+/// when there is no cgroup limit ("max") or no cgroup v2.
+pub fn cgroup_limit() -> Option<u64> {
+    std::fs::read_to_string("/sys/fs/cgroup/memory.max")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+}
+
+fn open(source: MemorySource) -> Result<File> {
+    File::open(source.path()).map_err(|e| {
+        Error::InvalidArgument(format!(
+            "memory_source {source:?} needs {} ({e})",
+            source.path()
+        ))
+    })
+}
+
+fn kb_field(text: &str, name: &str) -> Option<u64> {
+    let line = text.lines().find(|l| l.starts_with(name))?;
+    let kb: u64 = line[name.len()..]
+        .split_ascii_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    Some(kb * 1024)
+}
+
+fn page_size() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u64::try_from(size).unwrap_or(4096)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_proc_source_reads_a_plausible_size_and_sees_growth() {
+        for source in [MemorySource::Rss, MemorySource::RssAnon, MemorySource::Pss] {
+            let mut r = MemoryReader::new(source).unwrap();
+            let before = r.read().unwrap();
+            assert!(before > 0, "{source:?}: {before}");
+            let block = vec![1u8; 64 << 20];
+            let after = r.read().unwrap();
+            assert!(
+                after >= before + (60 << 20),
+                "{source:?}: {before} -> {after}"
+            );
+            drop(block);
+        }
+    }
+
+    #[test]
+    fn names_are_parsed_and_bad_ones_named() {
+        assert_eq!(MemorySource::parse("pss").unwrap(), MemorySource::Pss);
+        let e = MemorySource::parse("heap").unwrap_err().to_string();
+        assert!(e.contains(":heap"), "{e}");
+    }
+
+    #[test]
+    fn kb_fields_are_parsed() {
+        assert_eq!(
+            kb_field("Name:\tx\nRssAnon:\t  2048 kB\n", "RssAnon:"),
+            Some(2 << 20)
+        );
+        assert_eq!(kb_field("nothing", "Pss:"), None);
+    }
+}
