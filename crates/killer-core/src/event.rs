@@ -15,6 +15,15 @@ pub enum Event {
         jid: Option<String>,
         message: String,
     },
+    /// Run a full GC (the recycler re-measures after it).
+    RunGc,
+    /// The process is about to quiet and recycle; for `on_recycle`.
+    Recycling {
+        reason: String,
+        bytes: u64,
+        /// (class, jid, growth in bytes so far) of the jobs running now.
+        running: Vec<(String, String, i64)>,
+    },
     /// Sent by the unblocking function so a waiting dispatcher returns to Ruby
     /// (Thread#kill, Ctrl-C, process exit) without any other effect.
     Wake,

@@ -45,7 +45,15 @@ impl Keys {
     pub fn channel(&self) -> String {
         format!("{}cancel", self.base)
     }
+
+    /// Restart slots: sorted set, member `hostname:pid`, score = expiry (ms).
+    pub fn restart_slots(&self) -> String {
+        format!("{}restart_slots", self.base)
+    }
 }
+
+/// Sidekiq's own set of live process identities (same key in 6, 7 and 8).
+pub const SIDEKIQ_PROCESSES: &str = "processes";
 
 pub fn validate_jid(jid: &str) -> Result<()> {
     if jid.is_empty() {
@@ -115,6 +123,47 @@ if not state then
 end
 redis.call('PUBLISH', ARGV[3], ARGV[1])
 return state
+"#;
+
+/// Grants a restart slot only if enough *other* processes are alive, not
+/// quiet and not recycling, and fewer than the maximum restarts are in
+/// progress — in one atomic step, so two processes crossing the limit in the
+/// same millisecond cannot both go.
+/// KEYS[1] Sidekiq's process set, KEYS[2] restart slots. ARGV[1] hostname,
+/// ARGV[2] pid, ARGV[3] min live others, ARGV[4] max concurrent restarts,
+/// ARGV[5] slot ttl ms, ARGV[6] heartbeat freshness (s).
+/// Returns {1|0, explanation}.
+pub(crate) const PERMIT_SCRIPT: &str = r#"
+if redis.replicate_commands then redis.replicate_commands() end
+local t = redis.call('TIME')
+local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local me = ARGV[1] .. ':' .. ARGV[2]
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now_ms)
+if redis.call('ZSCORE', KEYS[2], me) then return {1, 'already holding a slot'} end
+local live = 0
+for _, identity in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local f = redis.call('HMGET', identity, 'info', 'beat', 'quiet')
+  if f[1] and f[2] then
+    local ok, info = pcall(cjson.decode, f[1])
+    if ok and type(info) == 'table' then
+      local who = tostring(info['hostname']) .. ':' .. tostring(info['pid'])
+      local fresh = (now_ms / 1000 - tonumber(f[2])) < tonumber(ARGV[6])
+      if who ~= me and fresh and f[3] ~= 'true' and not redis.call('ZSCORE', KEYS[2], who) then
+        live = live + 1
+      end
+    end
+  end
+end
+if live < tonumber(ARGV[3]) then
+  return {0, 'only ' .. live .. ' other live process(es) not quiet or recycling; min_live_processes is ' .. ARGV[3]}
+end
+local taken = redis.call('ZCARD', KEYS[2])
+if taken >= tonumber(ARGV[4]) then
+  return {0, taken .. ' restart(s) already in progress; max_concurrent_restarts is ' .. ARGV[4]}
+end
+redis.call('ZADD', KEYS[2], now_ms + tonumber(ARGV[5]), me)
+redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[5]))
+return {1, 'granted'}
 "#;
 
 #[cfg(test)]

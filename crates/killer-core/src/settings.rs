@@ -19,6 +19,9 @@ pub struct Settings {
     pub grace: Duration,
     /// Connect and response timeout for every Redis call.
     pub network_timeout: Duration,
+    /// A cancelled job still running this long after the first raise makes
+    /// the process recycle (through the memory watch's path). None: never.
+    pub hard_timeout: Option<Duration>,
 }
 
 impl Settings {
@@ -30,6 +33,7 @@ impl Settings {
             cancel_ttl: Duration::from_secs(24 * 3600),
             grace: Duration::from_secs(5),
             network_timeout: Duration::from_secs(3),
+            hard_timeout: None,
         }
     }
 

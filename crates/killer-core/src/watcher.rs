@@ -21,12 +21,13 @@ use crossbeam_channel::Sender;
 use futures_util::StreamExt;
 use tokio::sync::{mpsc, Notify};
 use tokio::time::{sleep, timeout};
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::backoff::Backoff;
 use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::link::Link;
+use crate::memory_watch::{self, MemorySettings, MemoryWatch};
 use crate::registry::{Outcome, Reaction, Registry, Started};
 use crate::schema::{JobStatus, Keys};
 use crate::settings::Settings;
@@ -45,11 +46,13 @@ struct StatusWrite {
     status: JobStatus,
 }
 
-struct Shared {
+pub(crate) struct Shared {
     settings: Settings,
-    keys: Keys,
+    pub(crate) keys: Keys,
+    pub(crate) link: Link,
     registry: Mutex<Registry>,
-    events: Sender<Event>,
+    pub(crate) events: Sender<Event>,
+    memory: Mutex<Option<Arc<MemoryWatch>>>,
     writes: mpsc::UnboundedSender<StatusWrite>,
     /// subscriber -> poller: just (re)subscribed, reload every request.
     resync: Notify,
@@ -60,6 +63,7 @@ struct Shared {
 
 pub struct Watcher {
     shared: Arc<Shared>,
+    handle: tokio::runtime::Handle,
     stop: Arc<Notify>,
     done: crossbeam_channel::Receiver<()>,
     thread: Mutex<Option<JoinHandle<()>>>,
@@ -76,6 +80,8 @@ impl Watcher {
         let shared = Arc::new(Shared {
             settings,
             keys,
+            link,
+            memory: Mutex::new(None),
             registry: Mutex::new(Registry::default()),
             events,
             writes: write_tx,
@@ -86,6 +92,7 @@ impl Watcher {
             .enable_all()
             .build()
             .map_err(|e| Error::Runtime(format!("cannot build the tokio runtime: {e}")))?;
+        let handle = runtime.handle().clone();
         let stop = Arc::new(Notify::new());
         let (done_tx, done) = crossbeam_channel::bounded(1);
         let thread = std::thread::Builder::new()
@@ -94,7 +101,7 @@ impl Watcher {
                 let shared = shared.clone();
                 let stop = stop.clone();
                 move || {
-                    runtime.block_on(run(shared, link, write_rx, stop));
+                    runtime.block_on(run(shared, write_rx, stop));
                     drop(runtime);
                     let _ = done_tx.send(());
                 }
@@ -103,6 +110,7 @@ impl Watcher {
         info!(event = "watcher.started", "watching for cancels");
         Ok(Watcher {
             shared,
+            handle,
             stop,
             done,
             thread: Mutex::new(Some(thread)),
@@ -154,6 +162,31 @@ impl Watcher {
         self.shared.registry().running()
     }
 
+    /// Starts watching memory (once per process; later calls return the
+    /// same watch). Fails with InvalidArgument if the memory source cannot
+    /// be read here.
+    pub fn enable_memory(&self, settings: MemorySettings) -> Result<Arc<MemoryWatch>> {
+        self.check_pid()?;
+        let mut slot = self.shared.memory.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(watch) = slot.as_ref() {
+            return Ok(watch.clone());
+        }
+        let watch = Arc::new(MemoryWatch::new(settings)?);
+        *slot = Some(watch.clone());
+        self.handle
+            .spawn(memory_watch::sampler(self.shared.clone(), watch.clone()));
+        info!(
+            event = "memory.started",
+            limit_mb = crate::recycle::mb(watch.settings().limits.soft),
+            "watching memory"
+        );
+        Ok(watch)
+    }
+
+    pub fn memory(&self) -> Option<Arc<MemoryWatch>> {
+        self.shared.memory()
+    }
+
     pub fn known_cancels(&self) -> usize {
         self.shared.registry().known_cancels()
     }
@@ -171,6 +204,9 @@ impl Watcher {
         };
         if std::process::id() != self.pid {
             return; // the thread was left behind in the parent
+        }
+        if let Some(watch) = self.shared.memory() {
+            watch.release_slot(&self.shared.settings.redis_url, &self.shared.keys);
         }
         self.stop.notify_one();
         let _ = self.shared.events.send(Event::Shutdown);
@@ -204,6 +240,13 @@ impl Drop for Watcher {
 }
 
 impl Shared {
+    fn memory(&self) -> Option<Arc<MemoryWatch>> {
+        self.memory
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     fn registry(&self) -> MutexGuard<'_, Registry> {
         // A panic while holding the lock cannot leave the maps half-updated
         // in a way that matters more than stopping cancellation would.
@@ -249,10 +292,32 @@ impl Shared {
     /// rescue Exception, or sit in native code that holds the GVL.
     async fn insist(self: Arc<Self>, token: u64, jid: String) {
         let grace = self.settings.grace;
+        let first = Instant::now();
+        let mut escalated = false;
         for attempt in 2.. {
             sleep(grace).await;
             if !self.registry().is_running(token) {
                 return;
+            }
+            if let Some(limit) = self
+                .settings
+                .hard_timeout
+                .filter(|l| !escalated && first.elapsed() >= *l)
+            {
+                escalated = true;
+                let reason = format!(
+                    "job {jid} ignored Killer::Cancelled for {:.0}s (hard_timeout)",
+                    limit.as_secs_f64()
+                );
+                match self.memory() {
+                    Some(watch) => {
+                        error!(jid = %jid, event = "cancel.escalated", "{reason}; recycling the process");
+                        watch.force(reason);
+                    }
+                    None => {
+                        error!(jid = %jid, event = "cancel.escalated", "{reason}; add Killer::MemoryMiddleware so Killer can recycle the process")
+                    }
+                }
             }
             let _ = self.events.send(Event::Cancel {
                 token,
@@ -268,17 +333,13 @@ impl Shared {
     }
 }
 
-async fn run(
-    shared: Arc<Shared>,
-    link: Link,
-    writes: mpsc::UnboundedReceiver<StatusWrite>,
-    stop: Arc<Notify>,
-) {
+async fn run(shared: Arc<Shared>, writes: mpsc::UnboundedReceiver<StatusWrite>, stop: Arc<Notify>) {
+    let link = &shared.link;
     tokio::select! {
         _ = stop.notified() => {}
-        _ = subscriber(&shared, &link) => {}
-        _ = poller(&shared, &link) => {}
-        _ = writer(&shared, &link, writes) => {}
+        _ = subscriber(&shared, link) => {}
+        _ = poller(&shared, link) => {}
+        _ = writer(&shared, link, writes) => {}
     }
     debug!(event = "watcher.stopped", "watcher stopped");
 }
