@@ -143,7 +143,7 @@ impl MemoryWatch {
                 jid: job.jid,
                 grew,
             });
-            s.top.sort_by(|a, b| b.grew.cmp(&a.grew));
+            s.top.sort_by_key(|g| std::cmp::Reverse(g.grew));
             s.top.truncate(TOP_GROWERS);
         }
         if now > self.settings.limits.soft {
