@@ -14,6 +14,9 @@ require_relative "killer/runtime"
 require_relative "killer/guard"
 require_relative "killer/cancellable"
 require_relative "killer/cancel_middleware"
+require_relative "killer/sidekiq_info"
+require_relative "killer/memory_options"
+require_relative "killer/memory_middleware"
 require_relative "killer/server"
 
 # Stop a running Sidekiq job from anywhere that reaches its Redis:
@@ -74,6 +77,16 @@ module Killer
       return unless job&.cancel_jid
 
       raise Cancelled.new(jid: job.cancel_jid, token: job.token)
+    end
+
+    # This process's memory as Killer::MemoryMiddleware sees it:
+    #   { rss_mb:, limit_mb:, hard_limit_mb:, state:, busy:, reason:,
+    #     top_growers: [{ class:, jid:, grew_mb: }, ...] }
+    # `state` is :running, :over_limit, :collecting, :awaiting_permit,
+    # :blocked, :draining, :stopping or :killed. nil when this process does
+    # not run MemoryMiddleware.
+    def memory_status
+      configuration.runtime_if_started&.memory_status
     end
 
     # Starts this process's runtime. Sidekiq's startup event calls this;

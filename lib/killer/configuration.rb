@@ -16,6 +16,7 @@ module Killer
     DEFAULT_CANCEL_TTL = 86_400.0
     DEFAULT_GRACE = 5.0
     DEFAULT_NETWORK_TIMEOUT = 3.0
+    DEFAULT_HARD_TIMEOUT = 60.0
     URL_SCHEMES = %w[redis rediss unix redis+unix].freeze
 
     # Prefix of every Redis key and channel the gem uses. Default "killer:".
@@ -31,6 +32,10 @@ module Killer
     attr_reader :grace
     # Connect and response timeout of every Redis call, in seconds. Default 3.
     attr_reader :network_timeout
+    # Seconds a cancelled job may go on ignoring Killer::Cancelled before the
+    # process recycles (quiet, drain, stop), which needs
+    # Killer::MemoryMiddleware. nil: never. Default 60.
+    attr_reader :hard_timeout
     # Where Killer logs. Default: Sidekiq.logger.
     attr_writer :logger
 
@@ -41,6 +46,8 @@ module Killer
       @cancel_ttl = DEFAULT_CANCEL_TTL
       @grace = DEFAULT_GRACE
       @network_timeout = DEFAULT_NETWORK_TIMEOUT
+      @hard_timeout = DEFAULT_HARD_TIMEOUT
+      @memory_options = {}
       @logger = nil
       @client = nil
       @runtime = nil
@@ -86,8 +93,17 @@ module Killer
       reset { @network_timeout = Validation.seconds!("network_timeout", seconds, min: 0.01, max: 600) }
     end
 
+    def hard_timeout=(seconds)
+      reset { @hard_timeout = Validation.seconds!("hard_timeout", seconds, min: 1, max: 86_400, allow_nil: true) }
+    end
+
     def logger
       @logger || ::Sidekiq.logger
+    end
+
+    # MemoryMiddleware's options, validated once per distinct Hash.
+    def memory_options(options)
+      @memory_options[options] || @lock.synchronize { @memory_options[options.dup.freeze] ||= MemoryOptions.new(options) }
     end
 
     # The console-side client (no thread). Rebuilt after fork or a change.

@@ -19,6 +19,9 @@ module Killer
       @thread.report_on_exception = false
     end
 
+    # MemoryMiddleware's on_recycle callable, if any.
+    attr_writer :on_recycle
+
     def alive?
       @thread.alive?
     end
@@ -46,11 +49,27 @@ module Killer
       case event[0]
       when :cancel then deliver(event[1], event[2], event[3])
       when :log then Log.write(@logger, event[1], event[2], event[3])
+      when :gc then collect
+      when :recycling then recycling(event[1], event[2], event[3])
       when :shutdown then :shutdown
       end
     rescue StandardError => e
       # The dispatcher must outlive any single bad event.
       Log.write(@logger, :error, nil, "dispatcher error: #{e.class}: #{e.message}")
+    end
+
+    # A full GC before deciding to recycle; the core re-measures after it.
+    def collect
+      GC.start(full_mark: true, immediate_sweep: true)
+    ensure
+      @native.memory_gc_done
+    end
+
+    def recycling(reason, bytes, running)
+      return unless @on_recycle
+
+      jobs = running.map { |klass, jid, grew| { class: klass, jid: jid, grew_mb: (grew / 1_048_576.0).round(1) } }
+      @on_recycle.call(reason: reason, rss_mb: (bytes / 1_048_576.0).round(1), jobs: jobs)
     end
 
     # Raises into the job's thread under the lock its wrapper takes to

@@ -11,8 +11,9 @@ module Killer
       @logger = config.logger
       @native = Native::Runtime.new(
         config.redis_url, config.key_prefix, config.poll_interval,
-        config.cancel_ttl, config.grace, config.network_timeout
+        config.cancel_ttl, config.grace, config.network_timeout, config.hard_timeout
       )
+      @memory = nil
       @jobs = {}
       @lock = Mutex.new
       @dispatcher = Dispatcher.new(@native, @jobs, @lock, @logger)
@@ -29,6 +30,41 @@ module Killer
     # Jobs this process is running under the killer.
     def running
       @native.running
+    end
+
+    # Starts watching memory with these MemoryOptions (once per process;
+    # the first options win, as there is one process to recycle).
+    def enable_memory(options)
+      return if @memory
+
+      @lock.synchronize do
+        next if @memory
+
+        @native.enable_memory(options.to_native(sidekiq_timeout: SidekiqInfo.timeout,
+                                                hostname: SidekiqInfo.hostname,
+                                                cannot_signal: SidekiqInfo.cannot_signal))
+        @memory = options
+        @dispatcher.on_recycle = options.on_recycle
+      end
+    end
+
+    def memory_job_started(options, class_name, jid)
+      enable_memory(options) unless @memory
+      @native.memory_job_started(class_name.to_s, jid.to_s)
+    end
+
+    def memory_job_finished(token)
+      @native.memory_job_finished(token)
+    end
+
+    def memory_status
+      bytes, soft, hard, state, busy, reason, top = @native.memory_status
+      return nil unless bytes
+
+      mb = ->(b) { (b / 1_048_576.0).round(1) }
+      { rss_mb: mb.(bytes), limit_mb: mb.(soft), hard_limit_mb: hard && mb.(hard), state: state, busy: busy,
+        reason: reason.empty? ? nil : reason,
+        top_growers: top.map { |klass, jid, grew| { class: klass, jid: jid, grew_mb: mb.(grew) } } }
     end
 
     # Runs a job's body so that a cancel can stop it, and only it.

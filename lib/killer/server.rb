@@ -9,7 +9,10 @@ module Killer
 
     def install
       ::Sidekiq.configure_server do |config|
-        config.on(:startup) { Killer.start }
+        config.on(:startup) do
+          Killer.start
+          MemoryMiddleware.boot(config)
+        end
         config.on(:shutdown) { Killer.stop }
       end
     end

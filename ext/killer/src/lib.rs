@@ -15,6 +15,11 @@ fn init(ruby: &Ruby) -> Result<(), Error> {
     let native = ruby.define_module("Killer")?.define_module("Native")?;
     native.const_set("SCHEMA_VERSION", killer_core::SCHEMA_VERSION)?;
     native.const_set("MAX_JID_BYTES", killer_core::MAX_JID_BYTES)?;
+    // The container's memory limit (cgroup v2), for max_memory_percent.
+    native.define_module_function(
+        "cgroup_memory_limit",
+        magnus::function!(killer_core::cgroup_limit, 0),
+    )?;
     client::init(ruby, native)?;
     runtime::init(ruby, native)?;
     Ok(())

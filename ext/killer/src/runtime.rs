@@ -5,8 +5,10 @@
 use std::time::Duration;
 
 use crossbeam_channel::{unbounded, Receiver, Sender};
-use killer_core::{Event, Outcome, Settings, Started, Watcher};
-use magnus::{function, method, prelude::*, Error, IntoValue, RArray, RModule, Ruby, Value};
+use killer_core::{
+    Event, Limits, MemorySettings, MemorySource, MemoryWatch, Outcome, Settings, Started, Watcher,
+};
+use magnus::{function, method, prelude::*, Error, IntoValue, RArray, RHash, RModule, Ruby, Value};
 
 use crate::errors::{self, to_ruby};
 use crate::logging;
@@ -32,12 +34,16 @@ impl Runtime {
         cancel_ttl: f64,
         grace: f64,
         network_timeout: f64,
+        hard_timeout: Option<f64>,
     ) -> Result<Self, Error> {
         let mut s = Settings::new(&redis_url, &key_prefix);
         s.poll_interval = errors::seconds(ruby, "poll_interval", poll_interval)?;
         s.cancel_ttl = errors::seconds(ruby, "cancel_ttl", cancel_ttl)?;
         s.grace = errors::seconds(ruby, "grace", grace)?;
         s.network_timeout = errors::seconds(ruby, "network_timeout", network_timeout)?;
+        s.hard_timeout = hard_timeout
+            .map(|v| errors::seconds(ruby, "hard_timeout", v))
+            .transpose()?;
         s.validate().map_err(|e| to_ruby(ruby, e))?;
         let (tx, rx) = unbounded();
         logging::route_to(tx.clone());
@@ -132,6 +138,17 @@ impl Runtime {
                     message.into_value_with(ruby),
                 ]),
                 Event::Shutdown => ruby.ary_new_from_values(&[sym("shutdown")]),
+                Event::RunGc => ruby.ary_new_from_values(&[sym("gc")]),
+                Event::Recycling {
+                    reason,
+                    bytes,
+                    running,
+                } => ruby.ary_new_from_values(&[
+                    sym("recycling"),
+                    reason.into_value_with(ruby),
+                    bytes.into_value_with(ruby),
+                    running.into_value_with(ruby),
+                ]),
             };
             out.push(item)?;
         }
@@ -147,6 +164,83 @@ impl Runtime {
         self.watcher.running()
     }
 
+    /// Starts the memory watch from a Hash with String keys (built and
+    /// validated by Killer::MemoryOptions). Once per process.
+    fn enable_memory(ruby: &Ruby, rb_self: &Self, opts: RHash) -> Result<(), Error> {
+        let f = |k: &str| -> Result<f64, Error> { opts.fetch::<_, f64>(k) };
+        let secs = |k: &str| -> Result<Duration, Error> { errors::seconds(ruby, k, f(k)?) };
+        let source = MemorySource::parse(&opts.fetch::<_, String>("memory_source")?)
+            .map_err(|e| to_ruby(ruby, e))?;
+        let settings = MemorySettings {
+            limits: Limits {
+                soft: opts.fetch::<_, u64>("soft_bytes")?,
+                hard: opts.fetch::<_, Option<u64>>("hard_bytes")?,
+                grace: secs("grace")?,
+                min_uptime: secs("min_uptime")?,
+                drain_timeout: secs("drain_timeout")?,
+                kill_after: secs("kill_after")?,
+                gc_before_restart: opts.fetch::<_, bool>("gc_before_restart")?,
+                retry_every: secs("retry_every")?,
+            },
+            source,
+            check_interval: secs("check_interval")?,
+            min_live_processes: opts.fetch::<_, u32>("min_live_processes")?,
+            max_concurrent_restarts: opts.fetch::<_, u32>("max_concurrent_restarts")?,
+            hostname: opts.fetch::<_, String>("hostname")?,
+            cannot_signal: opts.fetch::<_, Option<String>>("cannot_signal")?,
+        };
+        rb_self
+            .watcher
+            .enable_memory(settings)
+            .map(|_| ())
+            .map_err(|e| to_ruby(ruby, e))
+    }
+
+    fn memory_job_started(
+        ruby: &Ruby,
+        rb_self: &Self,
+        class: String,
+        jid: String,
+    ) -> Result<u64, Error> {
+        let watch = memory(ruby, rb_self)?;
+        watch
+            .job_started(&class, &jid)
+            .map_err(|e| to_ruby(ruby, e))
+    }
+
+    fn memory_job_finished(ruby: &Ruby, rb_self: &Self, token: u64) -> Result<(), Error> {
+        let watch = memory(ruby, rb_self)?;
+        watch.job_finished(token).map_err(|e| to_ruby(ruby, e))
+    }
+
+    fn memory_gc_done(ruby: &Ruby, rb_self: &Self) -> Result<(), Error> {
+        memory(ruby, rb_self)?.gc_done();
+        Ok(())
+    }
+
+    /// `[bytes, soft, hard, state, busy, reason, [[class, jid, grew], ...]]`,
+    /// or nil when this process does not watch memory.
+    fn memory_status(ruby: &Ruby, rb_self: &Self) -> Result<Option<RArray>, Error> {
+        let Some(watch) = rb_self.watcher.memory() else {
+            return Ok(None);
+        };
+        let st = watch.status().map_err(|e| to_ruby(ruby, e))?;
+        let top: Vec<(String, String, i64)> = st
+            .top
+            .into_iter()
+            .map(|g| (g.class, g.jid, g.grew))
+            .collect();
+        Ok(Some(ruby.ary_new_from_values(&[
+            st.bytes.into_value_with(ruby),
+            st.soft.into_value_with(ruby),
+            st.hard.into_value_with(ruby),
+            ruby.to_symbol(st.phase).into_value_with(ruby),
+            st.busy.into_value_with(ruby),
+            st.reason.into_value_with(ruby),
+            top.into_value_with(ruby),
+        ])))
+    }
+
     fn known_cancels(&self) -> usize {
         self.watcher.known_cancels()
     }
@@ -156,14 +250,32 @@ impl Runtime {
     }
 }
 
+fn memory(ruby: &Ruby, rb_self: &Runtime) -> Result<std::sync::Arc<MemoryWatch>, Error> {
+    rb_self
+        .watcher
+        .memory()
+        .ok_or_else(|| errors::internal(ruby, "the memory watch is not enabled in this process"))
+}
+
 pub(crate) fn init(ruby: &Ruby, native: RModule) -> Result<(), Error> {
     let class = native.define_class("Runtime", ruby.class_object())?;
-    class.define_singleton_method("new", function!(Runtime::new, 6))?;
+    class.define_singleton_method("new", function!(Runtime::new, 7))?;
     class.define_method("job_started", method!(Runtime::job_started, 2))?;
     class.define_method("job_finished", method!(Runtime::job_finished, 3))?;
     class.define_method("next_events", method!(Runtime::next_events, 1))?;
     class.define_method("shutdown", method!(Runtime::shutdown, 0))?;
     class.define_method("running", method!(Runtime::running, 0))?;
+    class.define_method("enable_memory", method!(Runtime::enable_memory, 1))?;
+    class.define_method(
+        "memory_job_started",
+        method!(Runtime::memory_job_started, 2),
+    )?;
+    class.define_method(
+        "memory_job_finished",
+        method!(Runtime::memory_job_finished, 1),
+    )?;
+    class.define_method("memory_gc_done", method!(Runtime::memory_gc_done, 0))?;
+    class.define_method("memory_status", method!(Runtime::memory_status, 0))?;
     class.define_method("known_cancels", method!(Runtime::known_cancels, 0))?;
     class.define_method("pid", method!(Runtime::pid, 0))?;
     Ok(())
