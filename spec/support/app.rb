@@ -10,6 +10,16 @@ Killer.configure do |c|
   c.grace = Float(ENV.fetch("KILLER_TEST_GRACE", "1"))
 end
 
+# KILLER_TEST_MEMORY: MemoryMiddleware options as JSON.
+if (memory = ENV["KILLER_TEST_MEMORY"])
+  require "json"
+  options = JSON.parse(memory, symbolize_names: true)
+  options[:memory_source] = options[:memory_source].to_sym if options[:memory_source]
+  Sidekiq.configure_server do |config|
+    config.server_middleware { |chain| chain.add Killer::MemoryMiddleware, **options }
+  end
+end
+
 if ENV["KILLER_TEST_MIDDLEWARE"] == "1"
   Sidekiq.configure_server do |config|
     config.server_middleware { |chain| chain.add Killer::CancelMiddleware }
@@ -130,5 +140,42 @@ class PlainJob
     deadline = Time.now + seconds
     sleep 0.01 while Time.now < deadline
     Report.event("finished", jid)
+  end
+end
+
+# Grows the heap by `mb` and keeps it (a leak), then stays busy `hold` seconds.
+class GrowJob
+  include Sidekiq::Worker
+  sidekiq_options retry: false
+  BALLAST = [] # rubocop:disable Style/MutableConstant
+
+  def perform(mb, hold = 0)
+    BALLAST << ("x" * (mb << 20))
+    Report.event("grew-#{Process.pid}", jid)
+    sleep hold
+    Report.event("finished", jid)
+  end
+end
+
+# Busy for `seconds`, reporting its start and its end with the pid.
+class BusyJob
+  include Sidekiq::Worker
+  sidekiq_options retry: false
+
+  def perform(seconds)
+    Report.event("busy-started-#{Process.pid}", jid)
+    deadline = Time.now + seconds
+    sleep 0.02 while Time.now < deadline
+    Report.event("busy-finished-#{Process.pid}", jid)
+  end
+end
+
+# Makes this process ignore TERM, as a stuck process would.
+class IgnoreTermJob
+  include Sidekiq::Worker
+
+  def perform
+    Signal.trap("TERM", "IGNORE")
+    Report.event("ignoring-term-#{Process.pid}", jid)
   end
 end

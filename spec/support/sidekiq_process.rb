@@ -11,8 +11,9 @@ class SidekiqProcess
 
   attr_reader :pid, :log_path
 
-  def initialize(redis_url:, concurrency: 5, timeout: 8, env: {}, app: APP)
+  def initialize(redis_url:, concurrency: 5, timeout: 8, env: {}, app: APP, queues: %w[default])
     @app = app
+    @queues = queues
     @redis_url = redis_url
     @concurrency = concurrency
     @timeout = timeout
@@ -23,7 +24,7 @@ class SidekiqProcess
   def start
     env = { "REDIS_URL" => @redis_url, "RUBYLIB" => LIB, "KILLER_TEST_POLL" => "0.2" }.merge(@env)
     @pid = Process.spawn(env, "sidekiq", "-r", @app, "-c", @concurrency.to_s, "-t", @timeout.to_s,
-                         "-q", "default", out: @log_path, err: %i[child out])
+                         *@queues.flat_map { |q| ["-q", q] }, out: @log_path, err: %i[child out])
     wait_until(20, "sidekiq #{@pid} to heartbeat") { identity }
     self
   end
@@ -61,6 +62,18 @@ class SidekiqProcess
   end
 
   def log = File.read(@log_path)
+
+  # Waits for the process to exit on its own; its Process::Status, or nil.
+  def wait_exit_status(within)
+    deadline = Time.now + within
+    while Time.now < deadline
+      _, status = Process.waitpid2(@pid, Process::WNOHANG)
+      return status.tap { @pid = nil } if status
+
+      sleep 0.05
+    end
+    nil
+  end
 
   private
 

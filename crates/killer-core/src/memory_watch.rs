@@ -29,6 +29,7 @@ use crate::watcher::Shared;
 /// (Sidekiq 6 beats every 5 s, 7 every 10 s).
 const FRESH_HEARTBEAT_SECS: u64 = 30;
 const TOP_GROWERS: usize = 5;
+const LAST_WORDS: Duration = Duration::from_millis(500);
 
 #[derive(Debug, Clone)]
 pub struct MemorySettings {
@@ -312,6 +313,9 @@ pub(crate) async fn sampler(shared: Arc<Shared>, watch: Arc<MemoryWatch>) {
                     break;
                 }
                 Some(Action::Kill) => {
+                    // The line above is the last thing the operator will
+                    // read; give the dispatcher a moment to write it.
+                    sleep(LAST_WORDS).await;
                     signal_self(libc::SIGKILL);
                     break;
                 }
