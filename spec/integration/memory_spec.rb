@@ -46,6 +46,11 @@ RSpec.describe "Killer::MemoryMiddleware in real Sidekiq processes" do
     # The ordering a user cares about: quiet before the busy job ended, TERM after.
     expect(log.index("quieting")).to be < log.index("drained; stopping")
 
+    recycled = JSON.parse(redis.get("test:on_recycle:#{p1}"), symbolize_names: true)
+    expect(recycled[:reason]).to match(/over max_rss_mb #{LIMIT_MB} MB/)
+    expect(recycled[:rss_mb]).to be > LIMIT_MB
+    expect(recycled[:jobs].map { |j| j[:jid] }).to include(grow, busy)
+
     expect(@processes[1..].map(&:alive?)).to eq([true, true])
     later = QuickJob.perform_async
     wait_for(10, "a job enqueued afterwards") { events.include?("finished:#{later}") }
@@ -122,6 +127,23 @@ RSpec.describe "Killer::MemoryMiddleware in real Sidekiq processes" do
     ensure
       server.stop
     end
+  end
+
+  it "recycles a process whose cancelled job ignores Killer::Cancelled past hard_timeout" do
+    env = { "KILLER_TEST_MEMORY" => JSON.generate(BASE.merge(max_rss_mb: 100_000, drain_timeout: 1)),
+            "KILLER_TEST_HARD_TIMEOUT" => "2", "KILLER_TEST_GRACE" => "0.5" }
+    @processes = Array.new(2) do |i|
+      SidekiqProcess.new(redis_url: TestRedis.url, concurrency: 2, timeout: 1, env: env, queues: ["p#{i + 1}"]).start
+    end
+    stubborn = on(1, StubbornJob, 1_000_000)
+    wait_for(10) { events.include?("started:#{stubborn}") }
+    Killer.cancel(stubborn)
+    status = @processes[0].wait_exit_status(30)
+    expect(status).not_to be_nil, @processes[0].log
+    log = @processes[0].log
+    expect(log).to match(/jid=#{stubborn} ERROR: killer: job #{stubborn} ignored Killer::Cancelled for 2s \(hard_timeout\); recycling the process/)
+    expect(log).to include("quieting")
+    expect(@processes[1].alive?).to be(true)
   end
 
   it "refuses to boot with a bad option, naming it" do

@@ -8,6 +8,7 @@ Redis.silence_deprecations = true if Redis.respond_to?(:silence_deprecations=)
 Killer.configure do |c|
   c.poll_interval = Float(ENV.fetch("KILLER_TEST_POLL", "1"))
   c.grace = Float(ENV.fetch("KILLER_TEST_GRACE", "1"))
+  c.hard_timeout = Float(ENV["KILLER_TEST_HARD_TIMEOUT"]) if ENV["KILLER_TEST_HARD_TIMEOUT"]
 end
 
 # KILLER_TEST_MEMORY: MemoryMiddleware options as JSON.
@@ -15,6 +16,7 @@ if (memory = ENV["KILLER_TEST_MEMORY"])
   require "json"
   options = JSON.parse(memory, symbolize_names: true)
   options[:memory_source] = options[:memory_source].to_sym if options[:memory_source]
+  options[:on_recycle] = ->(**info) { Sidekiq.redis { |r| r.set("test:on_recycle:#{Process.pid}", JSON.generate(info)) } }
   Sidekiq.configure_server do |config|
     config.server_middleware { |chain| chain.add Killer::MemoryMiddleware, **options }
   end

@@ -1,0 +1,66 @@
+# frozen_string_literal: true
+
+RSpec.describe Killer::MemoryOptions do
+  it "has documented defaults" do
+    o = described_class.new(max_rss_mb: 2048)
+    expect([o.grace, o.drain_timeout, o.shutdown_wait, o.check_interval, o.min_uptime]).to eq([60, 60, 30, 5, 60])
+    expect([o.min_live_processes, o.max_concurrent_restarts, o.gc_before_restart, o.memory_source])
+      .to eq([1, 1, true, :rss])
+    expect([o.hard_rss_mb, o.max_memory_percent, o.on_recycle]).to eq([nil, nil, nil])
+  end
+
+  it "never SIGKILLs before Sidekiq's own timeout + 5 s" do
+    o = described_class.new(max_rss_mb: 100, shutdown_wait: 3)
+    expect(o.to_native(sidekiq_timeout: 25, hostname: "h", cannot_signal: nil)["kill_after"]).to eq(30.0)
+    o = described_class.new(max_rss_mb: 100, shutdown_wait: 90)
+    expect(o.to_native(sidekiq_timeout: 25, hostname: "h", cannot_signal: nil)["kill_after"]).to eq(90.0)
+  end
+
+  {
+    { max_rss_mb: 0 } => /max_rss_mb .* got 0/,
+    { max_rss_mb: "2048" } => /max_rss_mb .* got "2048"/,
+    {} => /exactly one of max_rss_mb or max_memory_percent/,
+    { max_rss_mb: 1, max_memory_percent: 50 } => /exactly one of/,
+    { max_memory_percent: 150 } => /max_memory_percent .* got 150/,
+    { max_rss_mb: 100, hard_rss_mb: 50 } => /hard_rss_mb must be above max_rss_mb \(100\), got 50/,
+    { max_rss_mb: 100, grace: -1 } => /grace .* got -1/,
+    { max_rss_mb: 100, check_interval: 0 } => /check_interval .* got 0/,
+    { max_rss_mb: 100, min_live_processes: 1.5 } => /min_live_processes must be an Integer >= 0, got 1.5/,
+    { max_rss_mb: 100, max_concurrent_restarts: 0 } => /max_concurrent_restarts must be an Integer >= 1, got 0/,
+    { max_rss_mb: 100, gc_before_restart: "yes" } => /gc_before_restart must be true or false, got "yes"/,
+    { max_rss_mb: 100, memory_source: :heap } => /memory_source must be one of :rss, :rss_anon, :pss, :cgroup, got :heap/,
+    { max_rss_mb: 100, on_recycle: "page me" } => /on_recycle must respond to #call, got "page me"/,
+    { max_rss_mb: 100, max_rss: 5 } => /unknown Killer::MemoryMiddleware option :max_rss/
+  }.each do |options, message|
+    it "refuses #{options.inspect}" do
+      expect { Killer::MemoryMiddleware.new(options) }.to raise_error(ArgumentError, message)
+    end
+  end
+
+  it "is validated once per distinct Hash, as Sidekiq builds a middleware per job" do
+    options = { max_rss_mb: 512 }
+    expect(Killer::MemoryMiddleware.new(options).options).to be(Killer::MemoryMiddleware.new(options).options)
+  end
+end
+
+RSpec.describe "Killer.memory_status" do
+  it "is nil where MemoryMiddleware does not run, and names the jobs that grew the process" do
+    expect(Killer.memory_status).to be_nil
+    start_killer
+    chain = Sidekiq::Middleware::Chain.new { |c| c.add Killer::MemoryMiddleware, max_rss_mb: 100_000 }
+    keep = []
+    chain.invoke(Object.new, { "jid" => "small", "class" => "Small" }, "q") { keep << "x" * (5 << 20) }
+    expect { chain.invoke(Object.new, { "jid" => "raiser", "class" => "Raiser" }, "q") { keep << "y" * (40 << 20); raise "boom" } }
+      .to raise_error("boom")
+    status = Killer.memory_status
+    expect(status).to include(limit_mb: 100_000.0, state: :running, busy: 0, reason: nil)
+    expect(status[:rss_mb]).to be > 40
+    # A job that raised is measured too (the check runs in ensure).
+    expect(status[:top_growers].first).to include(class: "Raiser", jid: "raiser")
+    expect(status[:top_growers].first[:grew_mb]).to be > 30
+  end
+
+  it "never signals a process that is not the sidekiq command (embedded or a test)" do
+    expect(Killer::SidekiqInfo.cannot_signal).to match(/will not signal this process/)
+  end
+end
