@@ -4,6 +4,20 @@
 require "killer"
 Redis.silence_deprecations = true if Redis.respond_to?(:silence_deprecations=)
 
+# The second demo process recycles itself over DEMO_MAX_RSS_MB. Timings are
+# shortened for the demo; the defaults are in the README.
+if (limit = ENV["DEMO_MAX_RSS_MB"])
+  Sidekiq.configure_server do |config|
+    config.server_middleware do |chain|
+      chain.add Killer::MemoryMiddleware,
+                max_rss_mb: Integer(limit), grace: 1, min_uptime: 3, check_interval: 0.5, drain_timeout: 20,
+                on_recycle: lambda { |reason:, rss_mb:, jobs:|
+                  Sidekiq.redis { |r| r.set("demo:recycled", "#{reason}; #{rss_mb} MB; running: #{jobs.map { |j| j[:class] }.join(", ")}") }
+                }
+    end
+  end
+end
+
 # An export that would take a minute: the kind of job people want to stop.
 class ExportJob
   include Sidekiq::Worker
@@ -40,5 +54,27 @@ class HelloJob
 
   def perform(name)
     Sidekiq.redis { |r| r.set("demo:done:#{jid}", "hello #{name} from pid #{Process.pid}") }
+  end
+end
+
+# Keeps what it allocates: the leak that makes a process bloated.
+class BloatJob
+  include Sidekiq::Worker
+  LEAK = [] # rubocop:disable Style/MutableConstant
+
+  def perform(mb)
+    mb.times { LEAK << ("x" * 1_048_576) }
+    Sidekiq.redis { |r| r.set("demo:done:#{jid}", "grew pid #{Process.pid} by #{mb} MB") }
+  end
+end
+
+# A job that must not be cut short by a recycle: the drain waits for it.
+class SlowJob
+  include Sidekiq::Worker
+
+  def perform(seconds)
+    Sidekiq.redis { |r| r.set("demo:progress:#{jid}", "running") }
+    sleep seconds
+    Sidekiq.redis { |r| r.set("demo:done:#{jid}", "finished its #{seconds} s in pid #{Process.pid}") }
   end
 end

@@ -1,7 +1,8 @@
 # frozen_string_literal: true
 
 # bin/demo: tells, step by step, what sidekiq-killer does, against a real
-# Redis and a real Sidekiq process it starts and stops itself.
+# Redis and real Sidekiq processes it starts and stops itself: cancelling
+# live jobs, then a bloated process recycling itself.
 require "killer"
 require "sidekiq/api"
 require_relative "app" # the console knows the job classes, as a Rails console would
@@ -44,10 +45,10 @@ module Demo
     [url, pid]
   end
 
-  def start_sidekiq(url, log)
-    pid = Process.spawn({ "REDIS_URL" => url, "RUBYLIB" => File.expand_path("../../lib", __dir__) },
+  def start_sidekiq(url, log, env: {}, queues: %w[default])
+    pid = Process.spawn({ "REDIS_URL" => url, "RUBYLIB" => File.expand_path("../../lib", __dir__) }.merge(env),
                         "sidekiq", "-r", File.expand_path("app.rb", __dir__), "-c", "3", "-t", "5",
-                        out: log, err: %i[child out])
+                        *queues.flat_map { |q| ["-q", q] }, out: log, err: %i[child out])
     wait_for(20, "sidekiq to start") { Sidekiq::ProcessSet.new.any? { |p| p["pid"] == pid } }
     pid
   end
@@ -62,11 +63,22 @@ module Demo
   end
 
   def killer_lines(log, jid) = File.readlines(log).grep(/killer:.*|jid=#{jid}/).grep(/#{jid}/)
+
+  def alive?(pid)
+    Process.waitpid(pid, Process::WNOHANG).nil?
+  rescue Errno::ECHILD
+    false
+  end
+
+  # Sidekiq's own log lines, without its timestamp and pid prefix.
+  def tail(log, pattern) = File.readlines(log).grep(pattern).map { |l| l.sub(/\A\S+ pid=\d+ tid=\S+ /, "").strip }
 end
 
 include Demo # rubocop:disable Style/MixinUsage
-redis_pid = sidekiq_pid = nil
-log = File.join(Dir.mktmpdir("killer-demo"), "sidekiq.log")
+redis_pid = sidekiq_pid = bloated_pid = nil
+dir = Dir.mktmpdir("killer-demo")
+log = File.join(dir, "sidekiq.log")
+bloated_log = File.join(dir, "sidekiq-bloated.log")
 begin
   url, redis_pid = start_redis
   ENV["REDIS_URL"] = url
@@ -116,13 +128,35 @@ begin
   note wait_for(10, "hello") { Sidekiq.redis { |r| r.get("demo:done:#{hello}") } }
   note "Process #{sidekiq_pid} alive: #{Sidekiq::ProcessSet.new.any? { |p| p["pid"] == sidekiq_pid }}"
 
+  limit = 300
+  bloated_pid = start_sidekiq(url, bloated_log, env: { "DEMO_MAX_RSS_MB" => limit.to_s }, queues: %w[bloat])
+  say "A second Sidekiq process, pid #{bloated_pid}, with Killer::MemoryMiddleware, max_rss_mb: #{limit}"
+  note "It recycles itself only while another live process (pid #{sidekiq_pid}) can carry the load."
+  sleep 3 # min_uptime, shortened for the demo: a process that boots big must not restart in a loop
+  slow = SlowJob.set(queue: "bloat").perform_async(6)
+  wait_for(10, "the slow job to start") { Sidekiq.redis { |r| r.get("demo:progress:#{slow}") } }
+  bloat = BloatJob.set(queue: "bloat").perform_async(400)
+  note "SlowJob #{slow} is running there (6 s of work); BloatJob #{bloat} now leaks 400 MB into the process."
+  t0 = now
+  wait_for(60, "the bloated process to exit") { !alive?(bloated_pid) }
+  exited = now - t0
+  bloated_pid = nil
+  say "The bloated process recycled itself in #{exited.round(1)} s; its log:"
+  tail(bloated_log, /killer:|Terminating|Bye/).each { |l| note "  #{l}" }
+  note "SlowJob: #{Sidekiq.redis { |r| r.get("demo:done:#{slow}") }.inspect} (drained, not killed mid-job)"
+  note "on_recycle was called with: #{Sidekiq.redis { |r| r.get("demo:recycled") }}"
+  note "A process manager (systemd, Kubernetes) would now start a fresh one."
+  hello = HelloJob.perform_async("after the recycle")
+  note "Meanwhile pid #{sidekiq_pid} keeps working: #{wait_for(10, "hello") { Sidekiq.redis { |r| r.get("demo:done:#{hello}") } }}"
+
   say "Stopping Sidekiq with TERM (its watcher and dispatcher threads stop with it)"
   t0 = now
   stop(sidekiq_pid)
   sidekiq_pid = nil
   note "Exited in #{((now - t0) * 1000).round} ms."
-  say "Done. Full Sidekiq log: #{log}"
+  say "Done. Full Sidekiq logs: #{log}, #{bloated_log}"
 ensure
+  stop(bloated_pid, "KILL") if bloated_pid
   stop(sidekiq_pid, "KILL") if sidekiq_pid
   stop(redis_pid, "KILL") if redis_pid
 end

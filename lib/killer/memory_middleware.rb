@@ -21,8 +21,9 @@ module Killer
       @options = Killer.configuration.memory_options(options)
     end
 
-    # Two native calls per job (memory at start and end); the check runs in
-    # `ensure`, so a job that raises is measured too.
+    # A native call as the job starts and one as it ends (a memory read
+    # each, the first skipped when a reading is under 1 ms old); the second
+    # runs in `ensure`, so a job that raises is measured too.
     def call(_worker, job, _queue)
       runtime = Killer.job_runtime
       token = runtime&.memory_job_started(@options, job["wrapped"] || job["class"], job["jid"])

@@ -5,6 +5,7 @@
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 
@@ -35,6 +36,16 @@ impl MemorySource {
         }
     }
 
+    /// As Ruby spells it (`memory_source: :rss_anon`).
+    pub fn name(self) -> &'static str {
+        match self {
+            MemorySource::Rss => "rss",
+            MemorySource::RssAnon => "rss_anon",
+            MemorySource::Pss => "pss",
+            MemorySource::Cgroup => "cgroup",
+        }
+    }
+
     fn path(self) -> &'static str {
         match self {
             MemorySource::Rss => "/proc/self/statm",
@@ -50,6 +61,7 @@ pub struct MemoryReader {
     file: File,
     pid: u32,
     page_size: u64,
+    last: Option<(Instant, u64)>,
 }
 
 impl MemoryReader {
@@ -59,7 +71,8 @@ impl MemoryReader {
     pub fn new(source: MemorySource) -> Result<Self> {
         if !cfg!(target_os = "linux") {
             return Err(Error::InvalidArgument(format!(
-                "memory_source {source:?} reads Linux's /proc or cgroup files; this system is not Linux"
+                "memory_source :{} reads Linux's /proc or cgroup files; this system is not Linux",
+                source.name()
             )));
         }
         let mut reader = MemoryReader {
@@ -67,6 +80,7 @@ impl MemoryReader {
             file: open(source)?,
             pid: std::process::id(),
             page_size: page_size(),
+            last: None,
         };
         reader.read()?;
         Ok(reader)
@@ -74,6 +88,17 @@ impl MemoryReader {
 
     pub fn source(&self) -> MemorySource {
         self.source
+    }
+
+    /// The last reading if it is younger than `max_age`, else a new one.
+    /// Jobs start back to back in a busy process: the reading taken when
+    /// the previous job ended is as good as a new one and saves a syscall
+    /// (a `statm` read costs ~1.5 µs, `smaps_rollup` far more).
+    pub fn read_recent(&mut self, max_age: Duration) -> Result<u64> {
+        match self.last {
+            Some((at, bytes)) if at.elapsed() < max_age => Ok(bytes),
+            _ => self.read(),
+        }
     }
 
     /// Bytes in use, as counted by the source.
@@ -99,13 +124,15 @@ impl MemoryReader {
             MemorySource::Pss => kb_field(text, "Pss:"),
             MemorySource::Cgroup => text.trim().parse::<u64>().ok(),
         };
-        parsed.ok_or_else(|| {
+        let bytes = parsed.ok_or_else(|| {
             Error::Runtime(format!(
                 "cannot parse {} ({:?})",
                 self.source.path(),
                 &text[..text.len().min(80)]
             ))
-        })
+        })?;
+        self.last = Some((Instant::now(), bytes));
+        Ok(bytes)
     }
 }
 
@@ -120,7 +147,8 @@ pub fn cgroup_limit() -> Option<u64> {
 fn open(source: MemorySource) -> Result<File> {
     File::open(source.path()).map_err(|e| {
         Error::InvalidArgument(format!(
-            "memory_source {source:?} needs {} ({e})",
+            "memory_source :{} needs {} ({e})",
+            source.name(),
             source.path()
         ))
     })
@@ -160,6 +188,18 @@ mod tests {
             );
             drop(block);
         }
+    }
+
+    #[test]
+    fn a_recent_reading_is_reused_only_while_fresh() {
+        let mut r = MemoryReader::new(MemorySource::Rss).unwrap();
+        let before = r.read().unwrap();
+        let block = vec![1u8; 64 << 20];
+        assert_eq!(r.read_recent(Duration::from_secs(60)).unwrap(), before);
+        let after = r.read_recent(Duration::ZERO).unwrap();
+        assert!(after >= before + (60 << 20), "{before} -> {after}");
+        assert_eq!(r.read_recent(Duration::from_secs(60)).unwrap(), after);
+        drop(block);
     }
 
     #[test]
