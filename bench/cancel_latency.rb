@@ -13,8 +13,8 @@
 #   ruby -Ilib bench/cancel_latency.rb            # BENCH_SAMPLES=300 by default
 $LOAD_PATH.unshift(File.expand_path("../lib", __dir__))
 require "redis"
-require "socket"
 require "etc"
+require_relative "support/throwaway_redis"
 require_relative "support/designs"
 Redis.silence_deprecations = true if Redis.respond_to?(:silence_deprecations=)
 
@@ -24,17 +24,6 @@ WORKER = File.expand_path("support/worker.rb", __dir__)
 LIB = File.expand_path("../lib", __dir__)
 
 def now = Process.clock_gettime(Process::CLOCK_MONOTONIC)
-
-def start_redis
-  return [ENV["REDIS_URL"], nil] if ENV["REDIS_URL"]
-
-  port = TCPServer.new("127.0.0.1", 0).then { |s| s.addr[1].tap { s.close } }
-  pid = Process.spawn("redis-server", "--port", port.to_s, "--bind", "127.0.0.1", "--save", "",
-                      "--appendonly", "no", out: File::NULL, err: File::NULL)
-  url = "redis://127.0.0.1:#{port}/0"
-  sleep 0.05 until (Redis.new(url: url).ping rescue nil) # rubocop:disable Style/RescueModifier
-  [url, pid]
-end
 
 def with_worker(url, design, kind, concurrency)
   redis = Redis.new(url: url)
@@ -83,7 +72,7 @@ def idle_cost(url, design_name, concurrency, seconds: 5)
   end
 end
 
-url, redis_pid = start_redis
+url, redis_pid = ThrowawayRedis.start
 begin
   rows = Designs::ALL.map do |name, klass|
     io = latencies(url, name, "io", 10, SAMPLES)
@@ -104,5 +93,5 @@ begin
     puts "| #{label} | #{cells.join(" | ")} | #{durable} |"
   end
 ensure
-  Process.kill("KILL", redis_pid) && Process.wait(redis_pid) if redis_pid
+  ThrowawayRedis.stop(redis_pid)
 end

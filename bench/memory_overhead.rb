@@ -4,7 +4,8 @@
 # Sidekiq and the common recipe (a full GC.start and a read of
 # /proc/self/status after every job), in one run:
 #   1. no-op job throughput of a real `sidekiq` process (-c 10), with a
-#      small heap and with ~1.5M live objects;
+#      small heap and with ~1.5M live objects; an empty middleware shows
+#      what Sidekiq's own middleware chain costs any middleware;
 #   2. the cost of one middleware pass and of one RSS read, in ns.
 #
 # Runs alternate between setups, so drift on the machine hits them alike;
@@ -15,8 +16,8 @@
 #   ruby -Ilib bench/memory_overhead.rb     # BENCH_JOBS=10000 BENCH_ROUNDS=10 BENCH_CONCURRENCY=10
 $LOAD_PATH.unshift(File.expand_path("../lib", __dir__))
 require "sidekiq"
-require "socket"
 require "etc"
+require_relative "support/throwaway_redis"
 require "killer"
 Redis.silence_deprecations = true if Redis.respond_to?(:silence_deprecations=)
 
@@ -29,22 +30,12 @@ LIB = File.expand_path("../lib", __dir__)
 RECIPE_JOBS = { "small" => [JOBS / 10, 200].max, "large" => [JOBS / 200, 30].max }.freeze
 LABELS = {
   "none" => "plain Sidekiq, no middleware",
+  "empty" => "an empty middleware (Sidekiq's own chain cost)",
   "killer" => "Killer::MemoryMiddleware",
   "gc_status" => "recipe: GC.start + /proc/self/status per job"
 }.freeze
 
 def now = Process.clock_gettime(Process::CLOCK_MONOTONIC)
-
-def start_redis
-  return [ENV["REDIS_URL"], nil] if ENV["REDIS_URL"]
-
-  port = TCPServer.new("127.0.0.1", 0).then { |s| s.addr[1].tap { s.close } }
-  pid = Process.spawn("redis-server", "--port", port.to_s, "--bind", "127.0.0.1", "--save", "",
-                      "--appendonly", "no", out: File::NULL, err: File::NULL)
-  url = "redis://127.0.0.1:#{port}/0"
-  sleep 0.05 until (Redis.new(url: url).ping rescue nil) # rubocop:disable Style/RescueModifier
-  [url, pid]
-end
 
 # [jobs/s, CPU µs per job] of one sidekiq process draining `jobs` no-op
 # jobs (after a warm-up of a tenth as many), timed inside the process.
@@ -108,12 +99,12 @@ ensure
   Killer.reset!
 end
 
-url, redis_pid = start_redis
+url, redis_pid = ThrowawayRedis.start
 begin
   runs = Hash.new { |h, k| h[k] = [] }
   %w[small large].each do |heap|
     ROUNDS.times do |round|
-      order = round.even? ? %w[none killer] : %w[killer none]
+      order = round.even? ? %w[none empty killer] : %w[killer empty none]
       order.each { |variant| runs[[variant, heap]] << throughput(url, variant, heap, JOBS) }
     end
     runs[["gc_status", heap]] << throughput(url, "gc_status", heap, RECIPE_JOBS.fetch(heap))
@@ -149,5 +140,5 @@ begin
   puts "every run, jobs/s (the spread is the machine's noise):"
   runs.each { |(v, h), r| puts "- #{v}, #{h} heap: #{r.map { |x| x.first.round }.join(", ")}" }
 ensure
-  Process.kill("KILL", redis_pid) && Process.wait(redis_pid) if redis_pid
+  ThrowawayRedis.stop(redis_pid)
 end

@@ -1,7 +1,7 @@
 # frozen_string_literal: true
 
 # The Sidekiq app bench/memory_overhead.rb runs: no-op jobs under one of
-# three setups (BENCH_VARIANT), with a small or ~1.5M-object live heap
+# four setups (BENCH_VARIANT), with a small or ~1.5M-object live heap
 # (BENCH_HEAP). The process times its own jobs and writes the result to
 # Redis, so the benchmark's polling never competes with the jobs.
 require "sidekiq"
@@ -29,9 +29,22 @@ class GcAndStatusMiddleware
   end
 end
 
+# A middleware that does nothing: what Sidekiq's chain costs a job by itself.
+class EmptyMiddleware
+  include Sidekiq::ServerMiddleware if defined?(Sidekiq::ServerMiddleware)
+
+  def call(_worker, _job, _queue)
+    yield
+  end
+end
+
 case VARIANT
 when "none"
   nil
+when "empty"
+  Sidekiq.configure_server do |config|
+    config.server_middleware { |chain| chain.add EmptyMiddleware }
+  end
 when "killer"
   require "killer"
   Sidekiq.configure_server do |config|
@@ -42,7 +55,7 @@ when "gc_status"
     config.server_middleware { |chain| chain.add GcAndStatusMiddleware }
   end
 else
-  raise ArgumentError, "BENCH_VARIANT must be none, killer or gc_status, not #{VARIANT.inspect}"
+  raise ArgumentError, "BENCH_VARIANT must be none, empty, killer or gc_status, not #{VARIANT.inspect}"
 end
 
 # Counts finished jobs; times the ones after the warm-up, in wall-clock

@@ -48,6 +48,7 @@ module Killer
       @network_timeout = DEFAULT_NETWORK_TIMEOUT
       @hard_timeout = DEFAULT_HARD_TIMEOUT
       @memory_options = {}
+      @memory_options_by_identity = {}.compare_by_identity
       @logger = nil
       @client = nil
       @runtime = nil
@@ -103,7 +104,14 @@ module Killer
 
     # MemoryMiddleware's options, validated once per distinct Hash.
     def memory_options(options)
-      @memory_options[options] || @lock.synchronize { @memory_options[options.dup.freeze] ||= MemoryOptions.new(options) }
+      # Sidekiq hands the same Hash to every instance: found by identity
+      # first, without hashing its contents on every job. Bounded, in case
+      # a caller builds a new Hash each time.
+      @memory_options_by_identity[options] || @lock.synchronize do
+        validated = @memory_options[options.dup.freeze] ||= MemoryOptions.new(options)
+        @memory_options_by_identity[options] = validated if @memory_options_by_identity.size < 64
+        validated
+      end
     end
 
     # The console-side client (no thread). Rebuilt after fork or a change.

@@ -7,7 +7,6 @@ module Killer
   # consoles or web processes.
   class Runtime
     def initialize(config)
-      @pid = Process.pid
       @logger = config.logger
       @native = Native::Runtime.new(
         config.redis_url, config.key_prefix, config.poll_interval,
@@ -19,8 +18,10 @@ module Killer
       @dispatcher = Dispatcher.new(@native, @jobs, @lock, @logger)
     end
 
+    # True in a forked child, which inherits this object but not its
+    # threads. Asked on every job start: answered without a syscall.
     def forked?
-      Process.pid != @pid
+      @native.forked?
     end
 
     def alive?

@@ -1,7 +1,7 @@
 //! Reads this process's memory, the way the operator chose to count it.
-//! Each read is one `pread` on a file kept open (re-opened after fork, since
-//! `/proc/self` resolves at open time) into a stack buffer: no allocation,
-//! no subprocess.
+//! On Linux each read is one `pread` on a file kept open (re-opened after
+//! fork, since `/proc/self` resolves at open time) into a stack buffer: no
+//! allocation, no subprocess. On macOS, `:rss` is one `task_info` call.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -58,7 +58,8 @@ impl MemorySource {
 
 pub struct MemoryReader {
     source: MemorySource,
-    file: File,
+    /// None where the source is not a file (macOS `:rss`).
+    file: Option<File>,
     pid: u32,
     page_size: u64,
     last: Option<(Instant, u64)>,
@@ -66,18 +67,28 @@ pub struct MemoryReader {
 
 impl MemoryReader {
     /// Fails with a message naming the source when this system cannot
-    /// provide it (not Linux, no cgroup v2, an old kernel without
-    /// smaps_rollup), so the mistake shows at boot, not at the first job.
+    /// provide it (no cgroup v2, an old kernel without smaps_rollup, a
+    /// source other than `:rss` on macOS), so the mistake shows at boot,
+    /// not at the first job.
     pub fn new(source: MemorySource) -> Result<Self> {
-        if !cfg!(target_os = "linux") {
+        let file = if cfg!(target_os = "linux") {
+            Some(open(source)?)
+        } else if cfg!(target_os = "macos") && source == MemorySource::Rss {
+            None
+        } else if cfg!(target_os = "macos") {
             return Err(Error::InvalidArgument(format!(
-                "memory_source :{} reads Linux's /proc or cgroup files; this system is not Linux",
+                "memory_source :{} reads Linux's /proc or cgroup files; on macOS use :rss",
                 source.name()
             )));
-        }
+        } else {
+            return Err(Error::InvalidArgument(format!(
+                "memory_source :{} is read on Linux (/proc, cgroup v2) and macOS (:rss only); this system is neither",
+                source.name()
+            )));
+        };
         let mut reader = MemoryReader {
             source,
-            file: open(source)?,
+            file,
             pid: std::process::id(),
             page_size: page_size(),
             last: None,
@@ -103,16 +114,26 @@ impl MemoryReader {
 
     /// Bytes in use, as counted by the source.
     pub fn read(&mut self) -> Result<u64> {
+        let bytes = match self.file {
+            Some(_) => self.read_file()?,
+            None => task_resident_bytes()?,
+        };
+        self.last = Some((Instant::now(), bytes));
+        Ok(bytes)
+    }
+
+    fn read_file(&mut self) -> Result<u64> {
         let pid = std::process::id();
-        if pid != self.pid {
-            self.file = open(self.source)?;
+        if pid != self.pid || self.file.is_none() {
+            self.file = Some(open(self.source)?);
             self.pid = pid;
         }
         let mut buf = [0u8; 4096];
-        let n = self
-            .file
-            .read_at(&mut buf, 0)
-            .map_err(|e| Error::Runtime(format!("reading {}: {e}", self.source.path())))?;
+        let n = match &self.file {
+            Some(file) => file.read_at(&mut buf, 0),
+            None => Ok(0),
+        }
+        .map_err(|e| Error::Runtime(format!("reading {}: {e}", self.source.path())))?;
         let text = std::str::from_utf8(&buf[..n]).unwrap_or("");
         let parsed = match self.source {
             MemorySource::Rss => text
@@ -124,16 +145,47 @@ impl MemoryReader {
             MemorySource::Pss => kb_field(text, "Pss:"),
             MemorySource::Cgroup => text.trim().parse::<u64>().ok(),
         };
-        let bytes = parsed.ok_or_else(|| {
+        parsed.ok_or_else(|| {
             Error::Runtime(format!(
                 "cannot parse {} ({:?})",
                 self.source.path(),
                 &text[..text.len().min(80)]
             ))
-        })?;
-        self.last = Some((Instant::now(), bytes));
-        Ok(bytes)
+        })
     }
+}
+
+/// Resident bytes of this task, from the Mach kernel (what Activity Monitor
+/// and `ps -o rss` show).
+#[cfg(target_os = "macos")]
+fn task_resident_bytes() -> Result<u64> {
+    let mut info = std::mem::MaybeUninit::<libc::mach_task_basic_info_data_t>::uninit();
+    let mut count = libc::MACH_TASK_BASIC_INFO_COUNT;
+    // SAFETY: `info` has room for MACH_TASK_BASIC_INFO_COUNT integers, the
+    // count task_info may write; it is read only when the call succeeded.
+    #[allow(deprecated)] // libc points at the mach2 crate; the call is stable
+    let status = unsafe {
+        libc::task_info(
+            libc::mach_task_self(),
+            libc::MACH_TASK_BASIC_INFO,
+            info.as_mut_ptr().cast(),
+            &mut count,
+        )
+    };
+    if status != libc::KERN_SUCCESS {
+        return Err(Error::Runtime(format!(
+            "task_info(MACH_TASK_BASIC_INFO) failed with kern_return_t {status}"
+        )));
+    }
+    // SAFETY: initialised by the successful call above.
+    Ok(unsafe { info.assume_init() }.resident_size)
+}
+
+#[cfg(not(target_os = "macos"))]
+fn task_resident_bytes() -> Result<u64> {
+    Err(Error::Runtime(
+        "no memory file is open on this system".into(),
+    ))
 }
 
 /// The container's memory limit in bytes (cgroup v2 `memory.max`), or None

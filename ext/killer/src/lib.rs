@@ -6,6 +6,7 @@ use magnus::{prelude::*, Error, Ruby};
 
 mod client;
 mod errors;
+mod fork_watch;
 mod logging;
 mod nogvl;
 mod runtime;

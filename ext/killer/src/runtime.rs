@@ -11,6 +11,7 @@ use killer_core::{
 use magnus::{function, method, prelude::*, Error, IntoValue, RArray, RHash, RModule, Ruby, Value};
 
 use crate::errors::{self, to_ruby};
+use crate::fork_watch;
 use crate::logging;
 use crate::nogvl::{without_gvl, without_gvl_interruptible};
 
@@ -20,6 +21,9 @@ const MAX_BATCH: usize = 256;
 #[magnus::wrap(class = "Killer::Native::Runtime", free_immediately, size)]
 struct Runtime {
     watcher: Watcher,
+    /// Fork generation at start: a forked child inherits this object but
+    /// not the threads behind it.
+    generation: u64,
     events: Receiver<Event>,
     waker: Sender<Event>,
 }
@@ -50,6 +54,7 @@ impl Runtime {
         let watcher = Watcher::start(s, tx.clone()).map_err(|e| to_ruby(ruby, e))?;
         Ok(Runtime {
             watcher,
+            generation: fork_watch::generation(),
             events: rx,
             waker: tx,
         })
@@ -248,6 +253,10 @@ impl Runtime {
     fn pid(&self) -> u32 {
         self.watcher.pid()
     }
+
+    fn forked(&self) -> bool {
+        fork_watch::forked_since(self.generation, self.watcher.pid())
+    }
 }
 
 fn memory(ruby: &Ruby, rb_self: &Runtime) -> Result<std::sync::Arc<MemoryWatch>, Error> {
@@ -278,5 +287,6 @@ pub(crate) fn init(ruby: &Ruby, native: RModule) -> Result<(), Error> {
     class.define_method("memory_status", method!(Runtime::memory_status, 0))?;
     class.define_method("known_cancels", method!(Runtime::known_cancels, 0))?;
     class.define_method("pid", method!(Runtime::pid, 0))?;
+    class.define_method("forked?", method!(Runtime::forked, 0))?;
     Ok(())
 }
