@@ -114,9 +114,10 @@ impl MemoryReader {
 
     /// Bytes in use, as counted by the source.
     pub fn read(&mut self) -> Result<u64> {
-        let bytes = match self.file {
-            Some(_) => self.read_file()?,
-            None => task_resident_bytes()?,
+        let bytes = if self.file.is_some() {
+            self.read_file()?
+        } else {
+            task_resident_bytes()?
         };
         self.last = Some((Instant::now(), bytes));
         Ok(bytes)
@@ -124,16 +125,20 @@ impl MemoryReader {
 
     fn read_file(&mut self) -> Result<u64> {
         let pid = std::process::id();
-        if pid != self.pid || self.file.is_none() {
+        if pid != self.pid {
             self.file = Some(open(self.source)?);
             self.pid = pid;
         }
+        let Some(file) = &self.file else {
+            return Err(Error::Runtime(format!(
+                "{} is not open",
+                self.source.path()
+            )));
+        };
         let mut buf = [0u8; 4096];
-        let n = match &self.file {
-            Some(file) => file.read_at(&mut buf, 0),
-            None => Ok(0),
-        }
-        .map_err(|e| Error::Runtime(format!("reading {}: {e}", self.source.path())))?;
+        let n = file
+            .read_at(&mut buf, 0)
+            .map_err(|e| Error::Runtime(format!("reading {}: {e}", self.source.path())))?;
         let text = std::str::from_utf8(&buf[..n]).unwrap_or("");
         let parsed = match self.source {
             MemorySource::Rss => text
@@ -181,11 +186,10 @@ fn task_resident_bytes() -> Result<u64> {
     Ok(unsafe { info.assume_init() }.resident_size)
 }
 
+// Unreachable: MemoryReader::new opens a file on every other system.
 #[cfg(not(target_os = "macos"))]
 fn task_resident_bytes() -> Result<u64> {
-    Err(Error::Runtime(
-        "no memory file is open on this system".into(),
-    ))
+    Err(Error::Runtime("no memory source is open".into()))
 }
 
 /// The container's memory limit in bytes (cgroup v2 `memory.max`), or None
@@ -225,9 +229,15 @@ fn page_size() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Mutex;
+
+    /// Tests share one process's memory: those that measure growth must not
+    /// run while another frees what it allocated.
+    static MEASURING: Mutex<()> = Mutex::new(());
 
     #[test]
     fn every_proc_source_reads_a_plausible_size_and_sees_growth() {
+        let _alone = MEASURING.lock().unwrap_or_else(|p| p.into_inner());
         for source in [MemorySource::Rss, MemorySource::RssAnon, MemorySource::Pss] {
             let mut r = MemoryReader::new(source).unwrap();
             let before = r.read().unwrap();
@@ -244,6 +254,7 @@ mod tests {
 
     #[test]
     fn a_recent_reading_is_reused_only_while_fresh() {
+        let _alone = MEASURING.lock().unwrap_or_else(|p| p.into_inner());
         let mut r = MemoryReader::new(MemorySource::Rss).unwrap();
         let before = r.read().unwrap();
         let block = vec![1u8; 64 << 20];
