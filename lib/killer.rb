@@ -11,6 +11,7 @@ require_relative "killer/log"
 require_relative "killer/running_job"
 require_relative "killer/dispatcher"
 require_relative "killer/runtime"
+require_relative "killer/job_options"
 require_relative "killer/guard"
 require_relative "killer/cancellable"
 require_relative "killer/cancel_middleware"
@@ -69,14 +70,15 @@ module Killer
       Thread.handle_interrupt(Cancelled => :never, &block)
     end
 
-    # Inside a job: raises Killer::Cancelled now if a cancel has reached
-    # this job, even within Killer.critical. A cooperative cancel point for
-    # loops that want to stop between items.
+    # Inside a job: raises Killer::Cancelled (or Killer::Timeout) now if a
+    # cancel (or the job's deadline) has reached this job, even within
+    # Killer.critical. A cooperative stop point for loops that want to stop
+    # between items.
     def checkpoint!
       job = Thread.current[:killer_job]
       return unless job&.cancel_jid
 
-      raise Cancelled.new(jid: job.cancel_jid, token: job.token)
+      raise (job.stop_class || Cancelled).new(jid: job.cancel_jid, token: job.token)
     end
 
     # This process's memory as Killer::MemoryMiddleware sees it:

@@ -19,7 +19,7 @@ module Killer
     end
 
     def call(_worker, job, _queue, &block)
-      Guard.run(ids(job), job["wrapped"] || job["class"], &block)
+      Guard.run(ids(job), job["wrapped"] || job["class"], job["killer"], &block)
     end
 
     private

@@ -39,7 +39,7 @@ module Killer
     def perform_with_killer(*args, **kwargs, &block)
       outer = !@killer_wrapped
       @killer_wrapped = true
-      Guard.run(killer_job_ids, self.class.name || self.class.inspect) { perform_without_killer(*args, **kwargs, &block) }
+      Guard.run(killer_job_ids, self.class.name || self.class.inspect, killer_options) { perform_without_killer(*args, **kwargs, &block) }
     ensure
       @killer_wrapped = false if outer
     end
@@ -57,6 +57,12 @@ module Killer
     end
 
     private
+
+    # `sidekiq_options killer: { ... }` of a Sidekiq worker; nil otherwise.
+    def killer_options
+      options = self.class.get_sidekiq_options if self.class.respond_to?(:get_sidekiq_options)
+      options && (options["killer"] || options[:killer])
+    end
 
     # Every id Killer.cancel may be given for this job.
     def killer_job_ids

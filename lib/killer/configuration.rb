@@ -36,6 +36,14 @@ module Killer
     # process recycles (quiet, drain, stop), which needs
     # Killer::MemoryMiddleware. nil: never. Default 60.
     attr_reader :hard_timeout
+    # Seconds a cancellable job may run before it gets Killer::Timeout, for
+    # jobs without `sidekiq_options killer: { timeout: ... }`. nil: no
+    # deadline. Default nil.
+    attr_reader :default_timeout
+    # What a Killer::Timeout does to the job: :retry (a failure; Sidekiq's
+    # retries apply) or :discard (the job ends, like a cancel). Default
+    # :retry; `sidekiq_options killer: { on_timeout: }` overrides it.
+    attr_reader :on_timeout
     # Where Killer logs. Default: Sidekiq.logger.
     attr_writer :logger
 
@@ -47,6 +55,8 @@ module Killer
       @grace = DEFAULT_GRACE
       @network_timeout = DEFAULT_NETWORK_TIMEOUT
       @hard_timeout = DEFAULT_HARD_TIMEOUT
+      @default_timeout = nil
+      @on_timeout = :retry
       @memory_options = {}
       @memory_options_by_identity = {}.compare_by_identity
       @logger = nil
@@ -96,6 +106,14 @@ module Killer
 
     def hard_timeout=(seconds)
       reset { @hard_timeout = Validation.seconds!("hard_timeout", seconds, min: 1, max: 86_400, allow_nil: true) }
+    end
+
+    def default_timeout=(seconds)
+      reset { @default_timeout = Validation.seconds!("default_timeout", seconds, min: 0.001, max: 604_800, allow_nil: true) }
+    end
+
+    def on_timeout=(value)
+      reset { @on_timeout = JobOptions.on_timeout!(value, "on_timeout") }
     end
 
     def logger

@@ -47,7 +47,7 @@ module Killer
 
     def handle(event)
       case event[0]
-      when :cancel then deliver(event[1], event[2], event[3])
+      when :cancel then deliver(event[1], event[2], event[3], event[4])
       when :log then Log.write(@logger, event[1], event[2], event[3])
       when :gc then collect
       when :recycling then recycling(event[1], event[2], event[3])
@@ -74,13 +74,15 @@ module Killer
 
     # Raises into the job's thread under the lock its wrapper takes to
     # unregister: once the wrapper has removed the job, no raise can follow.
-    def deliver(token, jid, attempt)
+    def deliver(token, jid, attempt, why)
+      klass = why == :timeout ? Timeout : Cancelled
       @lock.synchronize do
         job = @jobs[token]
         return unless job
 
         job.cancel_jid ||= jid
-        job.thread.raise(Cancelled.new(jid: jid, attempt: attempt, token: token))
+        job.stop_class ||= klass
+        job.thread.raise(klass.new(jid: jid, attempt: attempt, token: token))
       end
     end
   end

@@ -20,6 +20,16 @@ module Killer
     end
   end
 
+  # Raised inside a job that ran past its deadline (`sidekiq_options
+  # killer: { timeout: ... }` or `Killer.configuration.default_timeout`).
+  # With `on_timeout: :retry` (the default) it leaves `perform`, so Sidekiq
+  # counts a failure and retries; with `:discard` the job just ends.
+  class Timeout < Cancelled
+    def initialize(message = nil, jid: nil, attempt: 1, token: nil)
+      super(message || "job #{jid} ran past its timeout", jid: jid, attempt: attempt, token: token)
+    end
+  end
+
   # Base class of every error the gem raises besides ArgumentError.
   class Error < StandardError; end
 

@@ -76,29 +76,36 @@ module Killer
     # table under the dispatcher's lock, and a raise queued just before that
     # is drained before leaving. Returns the body's value, or nil if the job
     # was cancelled (Sidekiq then acknowledges it: no retry, no Dead set).
-    def run_job(ids, class_name)
-      Thread.handle_interrupt(Cancelled => :never) do
-        started = @native.job_started(ids, class_name)
+    #
+    # With a `timeout` (seconds), the body gets Killer::Timeout once it has
+    # run that long; `on_timeout: :retry` raises it on to Sidekiq (a failure,
+    # retried), `:discard` ends the job like a cancel.
+    def run_job(ids, class_name, timeout = nil, on_timeout = :retry)
+      timed_out = Thread.handle_interrupt(Cancelled => :never) do
+        started = @native.job_started(ids, class_name, timeout)
         return nil if started.is_a?(String) # cancelled before it started
 
         job = RunningJob.new(token: started, thread: Thread.current, jid: ids.first)
         @lock.synchronize { @jobs[started] = job }
         Thread.current[:killer_job] = job
-        cancelled = false
+        stopped = nil
         begin
-          Thread.handle_interrupt(Cancelled => :immediate) { yield }
+          return Thread.handle_interrupt(Cancelled => :immediate) { yield }
         rescue Cancelled => e
           raise unless e.token.nil? || e.token == started
 
-          cancelled = true
-          nil
+          stopped = e
         ensure
           @lock.synchronize { @jobs.delete(started) }
           Thread.current[:killer_job] = nil
-          cancelled = true if drain_pending(started)
-          @native.job_finished(started, cancelled, ids.first)
+          # A deadline that fired as the body returned changes nothing: it finished.
+          late = drain_pending(started)
+          stopped ||= late unless late.is_a?(Timeout)
+          @native.job_finished(started, stopped.instance_of?(Cancelled), ids.first)
         end
+        stopped if stopped.is_a?(Timeout)
       end
+      timed_out(timed_out, class_name, on_timeout) if timed_out
     end
 
     # Stops both threads; bounded, never hangs Sidekiq's exit.
@@ -113,14 +120,22 @@ module Killer
     private
 
     # Thread.pending_interrupt?(klass) crashes Ruby 3.1.7, so ask without a
-    # class and let the :immediate window deliver only Cancelled.
+    # class and let the :immediate window deliver only Cancelled. Returns
+    # the drained Cancelled (or Timeout) meant for this job, if any.
     def drain_pending(token)
-      return false unless Thread.pending_interrupt?
+      return nil unless Thread.pending_interrupt?
 
       Thread.handle_interrupt(Cancelled => :immediate) { Thread.pass }
-      false
+      nil
     rescue Cancelled => e
-      e.token.nil? || e.token == token
+      e if e.token.nil? || e.token == token
+    end
+
+    def timed_out(error, class_name, on_timeout)
+      raise error if on_timeout == :retry
+
+      Log.write(@logger, :warn, error.jid, "#{class_name} stopped by Killer::Timeout; discarded (on_timeout: :discard) event=timeout.discarded")
+      nil
     end
   end
 end

@@ -2,12 +2,14 @@
 /// thread. Only that thread touches the Ruby VM; Rust threads never do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    /// Raise `Killer::Cancelled` into the thread running job `token`.
-    /// `attempt` > 1 means the job ignored the previous raise for `grace`.
+    /// Raise `Killer::Cancelled` (or `Killer::Timeout`) into the thread
+    /// running job `token`. `attempt` > 1 means the job ignored the
+    /// previous raise for `grace`.
     Cancel {
         token: u64,
         jid: String,
         attempt: u32,
+        why: StopReason,
     },
     /// A line for Sidekiq's logger.
     Log {
@@ -29,6 +31,25 @@ pub enum Event {
     Wake,
     /// The runtime is shutting down; the dispatcher should leave its loop.
     Shutdown,
+}
+
+/// Why a running job is being stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// Somebody called Killer.cancel.
+    Cancel,
+    /// The job ran past its deadline (`timeout`).
+    Timeout,
+}
+
+impl StopReason {
+    /// The exception Ruby raises, as the dispatcher names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StopReason::Cancel => "cancel",
+            StopReason::Timeout => "timeout",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -21,7 +21,7 @@ mod watcher;
 
 pub use client::Client;
 pub use error::{Error, Result};
-pub use event::{Event, LogLevel};
+pub use event::{Event, LogLevel, StopReason};
 pub use memory::{cgroup_limit, MemoryReader, MemorySource};
 pub use memory_watch::{request_restart_slot, Grower, MemorySettings, MemoryStatus, MemoryWatch};
 pub use recycle::{Action, Input, Limits, Permit, Phase, Recycler, Step};

@@ -13,6 +13,7 @@
 //! operation, no I/O. Decisions to interrupt leave as [`Event`]s on a
 //! channel; only the Ruby dispatcher thread acts on them.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -20,12 +21,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crossbeam_channel::Sender;
 use futures_util::StreamExt;
 use tokio::sync::{mpsc, Notify};
+use tokio::task::AbortHandle;
 use tokio::time::{sleep, timeout};
 use tracing::{debug, error, info, warn};
 
 use crate::backoff::Backoff;
 use crate::error::{Error, Result};
-use crate::event::Event;
+use crate::event::{Event, StopReason};
 use crate::link::Link;
 use crate::memory_watch::{self, MemorySettings, MemoryWatch};
 use crate::registry::{Outcome, Reaction, Registry, Started};
@@ -53,6 +55,9 @@ pub(crate) struct Shared {
     registry: Mutex<Registry>,
     pub(crate) events: Sender<Event>,
     memory: Mutex<Option<Arc<MemoryWatch>>>,
+    /// Deadline timers of running jobs, aborted when the job ends so that
+    /// long timeouts do not pile up sleeping tasks.
+    timers: Mutex<HashMap<u64, AbortHandle>>,
     writes: mpsc::UnboundedSender<StatusWrite>,
     /// subscriber -> poller: just (re)subscribed, reload every request.
     resync: Notify,
@@ -82,6 +87,7 @@ impl Watcher {
             keys,
             link,
             memory: Mutex::new(None),
+            timers: Mutex::new(HashMap::new()),
             registry: Mutex::new(Registry::default()),
             events,
             writes: write_tx,
@@ -118,16 +124,34 @@ impl Watcher {
         })
     }
 
-    /// Called by a job thread before the job body runs.
-    pub fn job_started(&self, ids: Vec<String>, class: &str) -> Result<Started> {
+    /// Called by a job thread before the job body runs. With a `timeout`,
+    /// the job gets `Killer::Timeout` once it has run that long: a timer on
+    /// the watcher's runtime (tokio's timer wheel), no thread per job.
+    pub fn job_started(
+        &self,
+        ids: Vec<String>,
+        class: &str,
+        timeout: Option<Duration>,
+    ) -> Result<Started> {
         self.check_pid()?;
+        let jid = ids.first().cloned().unwrap_or_default();
         let started = self
             .shared
             .registry()
             .start(ids, class.to_owned(), Instant::now());
-        if let Started::Cancelled(id) = &started {
-            info!(jid = %id, event = "cancel.before_start", class, "cancelled before it started; not running it");
-            self.shared.write(vec![id.clone()], JobStatus::Cancelled);
+        match &started {
+            Started::Cancelled(id) => {
+                info!(jid = %id, event = "cancel.before_start", class, "cancelled before it started; not running it");
+                self.shared.write(vec![id.clone()], JobStatus::Cancelled);
+            }
+            Started::Run(token) => {
+                if let Some(timeout) = timeout {
+                    let timer = self
+                        .handle
+                        .spawn(self.shared.clone().deadline(*token, jid, timeout));
+                    self.shared.timers().insert(*token, timer.abort_handle());
+                }
+            }
         }
         Ok(started)
     }
@@ -136,6 +160,9 @@ impl Watcher {
     /// reach it any more.
     pub fn job_finished(&self, token: u64, outcome: Outcome, primary_id: &str) -> Result<()> {
         self.check_pid()?;
+        if let Some(timer) = self.shared.timers().remove(&token) {
+            timer.abort();
+        }
         let Some(ended) = self.shared.registry().finish(token, Instant::now()) else {
             return Ok(());
         };
@@ -253,6 +280,33 @@ impl Shared {
         self.registry.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn timers(&self) -> MutexGuard<'_, HashMap<u64, AbortHandle>> {
+        self.timers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Raises `Killer::Timeout` into job `token` once it has run `after`,
+    /// then insists as for a cancel. Aborted when the job ends first.
+    async fn deadline(self: Arc<Self>, token: u64, jid: String, after: Duration) {
+        sleep(after).await;
+        self.timers().remove(&token);
+        if !self.registry().is_running(token) {
+            return;
+        }
+        let _ = self.events.send(Event::Cancel {
+            token,
+            jid: jid.clone(),
+            attempt: 1,
+            why: StopReason::Timeout,
+        });
+        warn!(
+            jid = %jid,
+            event = "timeout.delivered",
+            "job ran past its timeout of {:.1}s; raising Killer::Timeout",
+            after.as_secs_f64()
+        );
+        self.insist(token, jid, StopReason::Timeout).await;
+    }
+
     fn write(&self, ids: Vec<String>, status: JobStatus) {
         let _ = self.writes.send(StatusWrite { ids, status });
     }
@@ -268,13 +322,17 @@ impl Shared {
                     token,
                     jid: jid.to_owned(),
                     attempt: 1,
+                    why: StopReason::Cancel,
                 });
                 info!(
                     jid,
                     event = "cancel.delivered",
                     "cancel requested; raising Killer::Cancelled in the job"
                 );
-                tokio::spawn(self.clone().insist(token, jid.to_owned()));
+                tokio::spawn(
+                    self.clone()
+                        .insist(token, jid.to_owned(), StopReason::Cancel),
+                );
             }
             Reaction::AlreadyFinished => {
                 info!(
@@ -290,7 +348,11 @@ impl Shared {
 
     /// Raises again every `grace` while the job is still running: it may
     /// rescue Exception, or sit in native code that holds the GVL.
-    async fn insist(self: Arc<Self>, token: u64, jid: String) {
+    async fn insist(self: Arc<Self>, token: u64, jid: String, why: StopReason) {
+        let exception = match why {
+            StopReason::Cancel => "Killer::Cancelled",
+            StopReason::Timeout => "Killer::Timeout",
+        };
         let grace = self.settings.grace;
         let first = Instant::now();
         let mut escalated = false;
@@ -306,7 +368,7 @@ impl Shared {
             {
                 escalated = true;
                 let reason = format!(
-                    "job {jid} ignored Killer::Cancelled for {:.0}s (hard_timeout)",
+                    "job {jid} ignored {exception} for {:.0}s (hard_timeout)",
                     limit.as_secs_f64()
                 );
                 match self.memory() {
@@ -323,8 +385,9 @@ impl Shared {
                 token,
                 jid: jid.clone(),
                 attempt,
+                why,
             });
-            warn!(jid = %jid, event = "cancel.ignored", attempt, "job still running {:.1}s after Killer::Cancelled (rescued Exception? native code holding the GVL?); raising again", grace.as_secs_f64());
+            warn!(jid = %jid, event = "cancel.ignored", attempt, "job still running {:.1}s after {exception} (rescued Exception? native code holding the GVL?); raising again", grace.as_secs_f64());
         }
     }
 

@@ -3,7 +3,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{unbounded, Receiver};
-use killer_core::{Client, Event, JobStatus, Outcome, Settings, Started, Watcher};
+use killer_core::{Client, Event, JobStatus, Outcome, Settings, Started, StopReason, Watcher};
 use support::{next_cancel, wait_until, RedisServer};
 
 fn start(settings: Settings) -> (Watcher, Receiver<Event>) {
@@ -12,7 +12,10 @@ fn start(settings: Settings) -> (Watcher, Receiver<Event>) {
 }
 
 fn run(w: &Watcher, jid: &str) -> u64 {
-    match w.job_started(vec![jid.to_owned()], "TestJob").unwrap() {
+    match w
+        .job_started(vec![jid.to_owned()], "TestJob", None)
+        .unwrap()
+    {
         Started::Run(t) => t,
         other => panic!("expected {jid} to run, got {other:?}"),
     }
@@ -114,7 +117,8 @@ fn a_cancel_recorded_before_start_stops_the_job_from_starting() {
     let (w, _rx) = start(redis.settings());
     assert!(wait_until(Duration::from_secs(3), || w.known_cancels() == 1));
     assert_eq!(
-        w.job_started(vec!["early".into()], "TestJob").unwrap(),
+        w.job_started(vec!["early".into()], "TestJob", None)
+            .unwrap(),
         Started::Cancelled("early".into())
     );
     assert!(status(&client, "early", JobStatus::Cancelled));
@@ -265,4 +269,56 @@ fn bad_settings_are_refused_before_any_thread_starts() {
     let (tx, _rx) = unbounded();
     let err = Watcher::start(s, tx).err().expect("refused");
     assert!(err.to_string().contains("poll_interval"), "{err}");
+}
+
+#[test]
+fn a_job_past_its_deadline_gets_a_timeout_and_its_neighbour_nothing() {
+    let redis = RedisServer::start();
+    let mut settings = redis.settings();
+    settings.grace = Duration::from_millis(300);
+    let (w, rx) = start(settings);
+    let started = |jid: &str, timeout: Option<Duration>| match w
+        .job_started(vec![jid.to_owned()], "TestJob", timeout)
+        .unwrap()
+    {
+        Started::Run(t) => t,
+        other => panic!("expected {jid} to run, got {other:?}"),
+    };
+    let t0 = Instant::now();
+    let slow = started("slow", Some(Duration::from_millis(200)));
+    let quick = started("quick", Some(Duration::from_millis(100)));
+    let neighbour = started("neighbour", None);
+    // `quick` ends in time: its timer is aborted and never fires.
+    w.job_finished(quick, Outcome::Finished, "quick").unwrap();
+
+    let timeout = |within| loop {
+        match rx.recv_timeout(within).ok()? {
+            Event::Cancel {
+                token,
+                jid,
+                attempt,
+                why,
+            } => return Some((token, jid, attempt, why)),
+            _ => continue,
+        }
+    };
+    let first = timeout(Duration::from_secs(2)).expect("a timeout for slow");
+    let waited = t0.elapsed();
+    assert_eq!(first, (slow, "slow".to_owned(), 1, StopReason::Timeout));
+    assert!(
+        waited >= Duration::from_millis(200) && waited < Duration::from_millis(600),
+        "{waited:?}"
+    );
+    // Ignored: raised again after `grace`, still as a timeout.
+    let again = timeout(Duration::from_secs(2)).expect("a second raise");
+    assert_eq!(again, (slow, "slow".to_owned(), 2, StopReason::Timeout));
+    w.job_finished(slow, Outcome::Finished, "slow").unwrap();
+    assert_eq!(
+        timeout(Duration::from_millis(700)),
+        None,
+        "nothing after the job ended"
+    );
+    assert_eq!(w.running(), 1, "the neighbour still runs");
+    w.job_finished(neighbour, Outcome::Finished, "neighbour")
+        .unwrap();
 }

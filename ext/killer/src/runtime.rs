@@ -61,14 +61,18 @@ impl Runtime {
     }
 
     /// Integer token: run the job. String: the id a cancel was recorded for
-    /// before the job started; skip it.
+    /// before the job started; skip it. `timeout`: seconds, or nil.
     fn job_started(
         ruby: &Ruby,
         rb_self: &Self,
         ids: Vec<String>,
         class: String,
+        timeout: Option<f64>,
     ) -> Result<Value, Error> {
-        match rb_self.watcher.job_started(ids, &class) {
+        let timeout = timeout
+            .map(|t| errors::seconds(ruby, "timeout", t))
+            .transpose()?;
+        match rb_self.watcher.job_started(ids, &class, timeout) {
             Ok(Started::Run(token)) => Ok(token.into_value_with(ruby)),
             Ok(Started::Cancelled(id)) => Ok(id.into_value_with(ruby)),
             Err(e) => Err(to_ruby(ruby, e)),
@@ -126,11 +130,13 @@ impl Runtime {
                     token,
                     jid,
                     attempt,
+                    why,
                 } => ruby.ary_new_from_values(&[
                     sym("cancel"),
                     token.into_value_with(ruby),
                     jid.into_value_with(ruby),
                     attempt.into_value_with(ruby),
+                    sym(why.as_str()),
                 ]),
                 Event::Log {
                     level,
@@ -269,7 +275,7 @@ fn memory(ruby: &Ruby, rb_self: &Runtime) -> Result<std::sync::Arc<MemoryWatch>,
 pub(crate) fn init(ruby: &Ruby, native: RModule) -> Result<(), Error> {
     let class = native.define_class("Runtime", ruby.class_object())?;
     class.define_singleton_method("new", function!(Runtime::new, 7))?;
-    class.define_method("job_started", method!(Runtime::job_started, 2))?;
+    class.define_method("job_started", method!(Runtime::job_started, 3))?;
     class.define_method("job_finished", method!(Runtime::job_finished, 3))?;
     class.define_method("next_events", method!(Runtime::next_events, 1))?;
     class.define_method("shutdown", method!(Runtime::shutdown, 0))?;

@@ -101,6 +101,7 @@ pub fn next_cancel(rx: &Receiver<Event>, within: Duration) -> Option<(u64, Strin
                 token,
                 jid,
                 attempt,
+                ..
             } => return Some((token, jid, attempt)),
             _ => continue,
         }
