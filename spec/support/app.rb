@@ -181,3 +181,13 @@ class IgnoreTermJob
     Report.event("ignoring-term-#{Process.pid}", jid)
   end
 end
+
+# Has a 1 s deadline; a timeout is a failure Sidekiq retries (once).
+class DeadlineJob < SleepyJob
+  sidekiq_options retry: 1, killer: { timeout: 1 }
+end
+
+# Has a 1 s deadline; a timeout just ends it.
+class DiscardedDeadlineJob < SleepyJob
+  sidekiq_options retry: 1, killer: { timeout: 1, on_timeout: :discard }
+end

@@ -1,0 +1,42 @@
+# frozen_string_literal: true
+
+require_relative "../support/app"
+
+# Deadlines, told against a real redis-server and a real `sidekiq` process.
+RSpec.describe "per-job deadlines in a real Sidekiq process" do
+  before(:all) do
+    TestRedis.flush
+    @sidekiq = SidekiqProcess.new(redis_url: TestRedis.url, concurrency: 5).start
+  end
+
+  after(:all) { @sidekiq&.stop }
+
+  before { wait_for(15, "heartbeat") { @sidekiq.identity } }
+
+  def events = redis.lrange("test:events", 0, -1)
+
+  it "stops a job past its timeout with Killer::Timeout and retries it; its neighbour runs to the end" do
+    neighbour = SleepyJob.perform_async(2)
+    late = DeadlineJob.perform_async(30)
+    wait_for(10, "both to start") { events.include?("started:#{late}") && events.include?("started:#{neighbour}") }
+    retried = wait_for(10, "the retry") { Sidekiq::RetrySet.new.find_job(late) }
+    expect(retried.item).to include("error_class" => "Killer::Timeout", "retry_count" => 0)
+    expect(retried.item["error_message"]).to match(/job #{late} ran past its timeout/)
+    expect(events).not_to include("finished:#{late}")
+    wait_for(10, "the neighbour to finish") { events.include?("finished:#{neighbour}") }
+    expect(@sidekiq.log).to match(/jid=#{late} WARN: killer: job ran past its timeout of 1.0s; raising Killer::Timeout/)
+    expect(@sidekiq.alive?).to be(true)
+  end
+
+  it "ends a job past its timeout without a retry when on_timeout is :discard" do
+    jid = DiscardedDeadlineJob.perform_async(30)
+    wait_for(10, "it to start") { events.include?("started:#{jid}") }
+    wait_for(10, "the discard line") { @sidekiq.log.include?("DiscardedDeadlineJob stopped by Killer::Timeout; discarded") }
+    wait_for(5, "Sidekiq to finish it") { @sidekiq.log.match?(/jid=#{jid} elapsed=\S+ INFO: done/) }
+    expect(events).not_to include("finished:#{jid}")
+    # Acknowledged as done: not failed, not retried, not dead.
+    expect(@sidekiq.log).not_to match(/jid=#{jid} elapsed=\S+ INFO: fail/)
+    expect(Sidekiq::RetrySet.new.find_job(jid)).to be_nil
+    expect(Sidekiq::DeadSet.new.find_job(jid)).to be_nil
+  end
+end
