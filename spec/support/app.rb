@@ -191,3 +191,35 @@ end
 class DiscardedDeadlineJob < SleepyJob
   sidekiq_options retry: 1, killer: { timeout: 1, on_timeout: :discard }
 end
+
+# Ignores Killer::Cancelled (only), reporting each time; Sidekiq's own
+# Shutdown gets through. Reports what it left with.
+class CancelIgnoringJob
+  include Sidekiq::Worker
+  include Killer::Cancellable
+
+  def perform
+    Report.event("started", jid)
+    loop do
+      sleep 0.01
+    rescue Killer::Cancelled
+      Report.event("ignored-cancel", jid)
+    end
+  ensure
+    Report.event("left-#{$!&.class}", jid)
+  end
+end
+
+# Runs `seconds`, reporting its start, its end and what it left with.
+class WitnessJob
+  include Sidekiq::Worker
+  include Killer::Cancellable
+
+  def perform(seconds)
+    Report.event("started", jid)
+    sleep seconds
+    Report.event("finished", jid)
+  ensure
+    Report.event("left-#{$!&.class}", jid)
+  end
+end
