@@ -44,6 +44,10 @@ module Killer
     # retries apply) or :discard (the job ends, like a cancel). Default
     # :retry; `sidekiq_options killer: { on_timeout: }` overrides it.
     attr_reader :on_timeout
+    # Stop this Sidekiq process (TERM, then SIGKILL after Sidekiq's -t + 5 s)
+    # when its parent process exits: for processes started by a supervisor
+    # that must not outlive it. Default false.
+    attr_reader :exit_with_parent
     # Where Killer logs. Default: Sidekiq.logger.
     attr_writer :logger
 
@@ -57,6 +61,7 @@ module Killer
       @hard_timeout = DEFAULT_HARD_TIMEOUT
       @default_timeout = nil
       @on_timeout = :retry
+      @exit_with_parent = false
       @memory_options = {}
       @memory_options_by_identity = {}.compare_by_identity
       @logger = nil
@@ -110,6 +115,12 @@ module Killer
 
     def default_timeout=(seconds)
       reset { @default_timeout = Validation.seconds!("default_timeout", seconds, min: 0.001, max: 604_800, allow_nil: true) }
+    end
+
+    def exit_with_parent=(value)
+      raise ArgumentError, "exit_with_parent must be true or false, got #{value.inspect}" unless [true, false].include?(value)
+
+      reset { @exit_with_parent = value }
     end
 
     def on_timeout=(value)

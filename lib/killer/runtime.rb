@@ -49,6 +49,15 @@ module Killer
       end
     end
 
+    # Stops this process when its parent exits (Configuration#exit_with_parent).
+    def exit_with_parent
+      if (why = SidekiqInfo.cannot_signal)
+        return Log.write(@logger, :warn, nil, "exit_with_parent is set, but #{why} event=parent.refused")
+      end
+
+      @native.exit_with_parent(SidekiqInfo.timeout + 5)
+    end
+
     def memory_job_started(options, class_name, jid)
       enable_memory(options) unless @memory
       @native.memory_job_started(class_name.to_s, jid.to_s)

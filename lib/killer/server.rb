@@ -10,7 +10,8 @@ module Killer
     def install
       ::Sidekiq.configure_server do |config|
         config.on(:startup) do
-          Killer.start
+          runtime = Killer.start
+          runtime.exit_with_parent if Killer.configuration.exit_with_parent
           MemoryMiddleware.boot(config)
         end
         config.on(:shutdown) { Killer.stop }

@@ -86,6 +86,24 @@ RSpec.describe "Killer::MemoryMiddleware in real Sidekiq processes" do
     expect(@processes[1].alive?).to be(true)
   end
 
+  it "still sends SIGKILL when Sidekiq stops the watcher on TERM and then hangs on its way out" do
+    env = { "KILLER_TEST_MEMORY" => JSON.generate(BASE) }
+    @processes = [env.merge("KILLER_TEST_HANG_AT_EXIT" => "1"), env].each_with_index.map do |e, i|
+      SidekiqProcess.new(redis_url: TestRedis.url, concurrency: 2, timeout: 1, env: e, queues: ["p#{i + 1}"]).start
+    end
+    on(1, GrowJob, LIMIT_MB + 50)
+    wait_for(20, "the TERM") { @processes[0].log.include?("drained; stopping with TERM") }
+    term_at = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+    status = @processes[0].wait_exit_status(20)
+    waited = Process.clock_gettime(Process::CLOCK_MONOTONIC) - term_at
+    expect(status&.termsig).to eq(Signal.list.fetch("KILL")), @processes[0].log
+    expect(waited).to be_between(6, 9) # -t 1 + 5 s, + 1 s behind the watcher's own step
+    log = @processes[0].log
+    expect(log).to match(/killer: stopped in [\d.]+ ms/) # the watcher was gone...
+    expect(log).to match(/killer: still alive 7s after TERM \(recycling\); sending SIGKILL/) # ...the reaper was not
+    expect(@processes[1].alive?).to be(true)
+  end
+
   it "when all are over the limit at once, recycles one at a time and always leaves min_live_processes" do
     start_processes(3)
     slots = []

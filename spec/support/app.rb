@@ -9,7 +9,12 @@ Killer.configure do |c|
   c.poll_interval = Float(ENV.fetch("KILLER_TEST_POLL", "1"))
   c.grace = Float(ENV.fetch("KILLER_TEST_GRACE", "1"))
   c.hard_timeout = Float(ENV["KILLER_TEST_HARD_TIMEOUT"]) if ENV["KILLER_TEST_HARD_TIMEOUT"]
+  c.exit_with_parent = true if ENV["KILLER_TEST_EXIT_WITH_PARENT"]
 end
+
+# A process whose exit hangs after Sidekiq has stopped (a stuck at_exit
+# hook): only a SIGKILL ends it.
+at_exit { sleep 120 } if ENV["KILLER_TEST_HANG_AT_EXIT"]
 
 # KILLER_TEST_MEMORY: MemoryMiddleware options as JSON.
 if (memory = ENV["KILLER_TEST_MEMORY"])

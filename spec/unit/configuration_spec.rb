@@ -10,6 +10,10 @@ RSpec.describe Killer::Configuration do
     expect(config.grace).to eq(5.0)
     expect(config.network_timeout).to eq(3.0)
     expect(config.logger).to be(Sidekiq.logger)
+    expect(config.hard_timeout).to eq(60.0)
+    expect(config.default_timeout).to be_nil
+    expect(config.on_timeout).to eq(:retry)
+    expect(config.exit_with_parent).to be(false)
   end
 
   it "takes redis_url from the setting, then REDIS_URL, then Sidekiq's own Redis" do
@@ -31,7 +35,11 @@ RSpec.describe Killer::Configuration do
     poll_interval: [0, -1, 0.001, "1", Float::NAN, Float::INFINITY, 3601],
     cancel_ttl: [0, 0.5, "60", nil],
     grace: [0, -5, "5"],
-    network_timeout: [0, 601, nil]
+    network_timeout: [0, 601, nil],
+    hard_timeout: [0, -1, "60"],
+    default_timeout: [0, -1, "300", 604_801],
+    on_timeout: [:kill, nil, 1],
+    exit_with_parent: [nil, "true", 1]
   }.each do |option, bad_values|
     bad_values.each do |bad|
       it "refuses #{option} = #{bad.inspect} with an ArgumentError naming it" do

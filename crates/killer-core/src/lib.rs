@@ -13,10 +13,12 @@ mod event;
 mod link;
 mod memory;
 mod memory_watch;
+mod parent;
 mod recycle;
 mod registry;
 mod schema;
 mod settings;
+mod stop;
 mod watcher;
 
 pub use client::Client;

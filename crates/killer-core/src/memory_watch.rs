@@ -23,6 +23,7 @@ use crate::event::{Event, LogLevel};
 use crate::memory::{MemoryReader, MemorySource};
 use crate::recycle::{mb, Action, Input, Limits, Permit, Recycler, Step};
 use crate::schema::{Keys, PERMIT_SCRIPT, SIDEKIQ_PROCESSES};
+use crate::stop::{self, signal_self};
 use crate::watcher::Shared;
 
 /// A process whose heartbeat is older than this is not counted as alive
@@ -313,7 +314,11 @@ pub(crate) async fn sampler(shared: Arc<Shared>, watch: Arc<MemoryWatch>) {
                     break;
                 }
                 Some(Action::Terminate) => {
-                    signal_self(libc::SIGTERM);
+                    // The reaper backs up the Kill step below, one second
+                    // later, in case Sidekiq's shutdown stops this watcher
+                    // and then hangs.
+                    let limits = &watch.settings.limits;
+                    stop::terminate(limits.kill_after + Duration::from_secs(1), "recycling");
                     break;
                 }
                 Some(Action::Kill) => {
@@ -403,11 +408,4 @@ pub async fn request_restart_slot<C: redis::aio::ConnectionLike>(
     } else {
         Permit::Denied(why)
     })
-}
-
-fn signal_self(signal: libc::c_int) {
-    // SAFETY: kill(2) with our own pid has no memory-safety preconditions.
-    unsafe {
-        libc::kill(libc::getpid(), signal);
-    }
 }

@@ -14,6 +14,7 @@
 //! channel; only the Ruby dispatcher thread acts on them.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -58,6 +59,7 @@ pub(crate) struct Shared {
     /// Deadline timers of running jobs, aborted when the job ends so that
     /// long timeouts do not pile up sleeping tasks.
     timers: Mutex<HashMap<u64, AbortHandle>>,
+    parent_watched: AtomicBool,
     writes: mpsc::UnboundedSender<StatusWrite>,
     /// subscriber -> poller: just (re)subscribed, reload every request.
     resync: Notify,
@@ -88,6 +90,7 @@ impl Watcher {
             link,
             memory: Mutex::new(None),
             timers: Mutex::new(HashMap::new()),
+            parent_watched: AtomicBool::new(false),
             registry: Mutex::new(Registry::default()),
             events,
             writes: write_tx,
@@ -208,6 +211,16 @@ impl Watcher {
             "watching memory"
         );
         Ok(watch)
+    }
+
+    /// Stops this process (TERM, then SIGKILL after `kill_after`) once its
+    /// parent exits. Once per process; later calls do nothing.
+    pub fn exit_with_parent(&self, kill_after: Duration) -> Result<()> {
+        self.check_pid()?;
+        if !self.shared.parent_watched.swap(true, Ordering::SeqCst) {
+            self.handle.spawn(crate::parent::watch(kill_after));
+        }
+        Ok(())
     }
 
     pub fn memory(&self) -> Option<Arc<MemoryWatch>> {

@@ -260,6 +260,14 @@ impl Runtime {
         self.watcher.pid()
     }
 
+    fn exit_with_parent(ruby: &Ruby, rb_self: &Self, kill_after: f64) -> Result<(), Error> {
+        let kill_after = errors::seconds(ruby, "kill_after", kill_after)?;
+        rb_self
+            .watcher
+            .exit_with_parent(kill_after)
+            .map_err(|e| to_ruby(ruby, e))
+    }
+
     fn forked(&self) -> bool {
         fork_watch::forked_since(self.generation, self.watcher.pid())
     }
@@ -294,5 +302,6 @@ pub(crate) fn init(ruby: &Ruby, native: RModule) -> Result<(), Error> {
     class.define_method("known_cancels", method!(Runtime::known_cancels, 0))?;
     class.define_method("pid", method!(Runtime::pid, 0))?;
     class.define_method("forked?", method!(Runtime::forked, 0))?;
+    class.define_method("exit_with_parent", method!(Runtime::exit_with_parent, 1))?;
     Ok(())
 }
