@@ -16,11 +16,13 @@ Gem::Specification.new do |spec|
   spec.required_ruby_version = ">= 3.1"
 
   spec.files = Dir[
-    "lib/**/*.rb", "ext/killer/extconf.rb", "ext/killer/Cargo.toml", "ext/killer/README.md",
+    "lib/**/*.rb", "exe/*", "ext/killer/extconf.rb", "ext/killer/Cargo.toml", "ext/killer/README.md",
     "ext/killer/src/**/*.rs", "crates/killer-core/Cargo.toml", "crates/killer-core/src/**/*.rs",
     "Cargo.toml", "Cargo.lock", ".cargo/config.toml", "README.md", "LICENSE"
   ]
   spec.require_paths = ["lib"]
+  spec.bindir = "exe"
+  spec.executables = ["killer"]
   spec.extensions = ["ext/killer/extconf.rb"]
 
   spec.add_dependency "sidekiq", ">= 6.4"
