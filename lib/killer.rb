@@ -64,6 +64,33 @@ module Killer
       state&.to_sym
     end
 
+    # Runs the block only while this process holds the exclusive lease
+    # `name` in Redis:
+    #
+    #   Killer.exclusive("scheduler", ttl: 15) { run_scheduler_forever }
+    #
+    # The lease is a key with a TTL, renewed every ttl/3 by Killer's watcher
+    # thread. If a renewal fails, times out or finds another holder, the
+    # block gets Killer::LeaseLost at once (and with `on_lost: :exit` the
+    # process also gets TERM, so a container restarts it). Released when the
+    # block ends. Returns the block's value, or false when the lease is held
+    # elsewhere: at once with `wait: false` (the default), after waiting
+    # with `wait: true` (forever) or `wait: seconds`.
+    def exclusive(name, ttl: 15, wait: false, on_lost: :raise, &block)
+      raise ArgumentError, "Killer.exclusive needs a block" unless block
+      unless name.is_a?(String) && !name.empty? && name.bytesize <= 200
+        raise ArgumentError, "lease name must be a String of 1 to 200 bytes, got #{name.inspect}"
+      end
+
+      ttl = Validation.seconds!("ttl", ttl, min: 0.3, max: 86_400)
+      unless [true, false].include?(wait) || (wait.is_a?(Numeric) && wait.real? && wait >= 0 && wait.to_f.finite?)
+        raise ArgumentError, "wait must be true, false or a number of seconds, got #{wait.inspect}"
+      end
+      raise ArgumentError, "on_lost must be :raise or :exit, got #{on_lost.inspect}" unless %i[raise exit].include?(on_lost)
+
+      start.exclusive(name, ttl, wait, on_lost, &block)
+    end
+
     # Inside a job: defers a cancel until the block ends, for work that must
     # not stop halfway (a payment, a multi-step write).
     def critical(&block)

@@ -9,9 +9,10 @@ module Killer
     # Upper bound of one native wait; only matters if a wake-up were lost.
     WAIT = 5.0
 
-    def initialize(native, jobs, lock, logger)
+    def initialize(native, jobs, leases, lock, logger)
       @native = native
       @jobs = jobs
+      @leases = leases
       @lock = lock
       @logger = logger
       @thread = Thread.new { run }
@@ -51,6 +52,7 @@ module Killer
       when :log then Log.write(@logger, event[1], event[2], event[3])
       when :gc then collect
       when :recycling then recycling(event[1], event[2], event[3])
+      when :lease_lost then lease_lost(event[1], event[2], event[3])
       when :shutdown then :shutdown
       end
     rescue StandardError => e
@@ -70,6 +72,21 @@ module Killer
 
       jobs = running.map { |klass, jid, grew| { class: klass, jid: jid, grew_mb: (grew / 1_048_576.0).round(1) } }
       @on_recycle.call(reason: reason, rss_mb: (bytes / 1_048_576.0).round(1), jobs: jobs)
+    end
+
+    # The holder of lease `id` stops at once: LeaseLost in its thread, and
+    # with on_lost: :exit, TERM to this process as well.
+    def lease_lost(id, name, reason)
+      @lock.synchronize do
+        holder = @leases[id]
+        return unless holder
+
+        if holder.on_lost == :exit
+          Log.write(@logger, :error, nil, "lost lease #{name} (#{reason}); stopping this process (on_lost: :exit) event=lease.exit")
+          Process.kill("TERM", Process.pid)
+        end
+        holder.thread.raise(LeaseLost.new(name: name, reason: reason, id: id))
+      end
     end
 
     # Raises into the job's thread under the lock its wrapper takes to

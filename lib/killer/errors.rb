@@ -30,6 +30,24 @@ module Killer
     end
   end
 
+  # Raised inside a Killer.exclusive block whose lease could not be renewed
+  # (Redis unreachable or slow, or another holder took the key): the block
+  # must stop at once. Like Cancelled, not a StandardError, so `rescue => e`
+  # cannot swallow it; it leaves Killer.exclusive.
+  class LeaseLost < Exception # rubocop:disable Lint/InheritException
+    # The lease's name, and why it was lost.
+    attr_reader :name, :reason
+    # Internal: which holding this raise belongs to.
+    attr_reader :id
+
+    def initialize(name:, reason:, id: nil)
+      @name = name
+      @reason = reason
+      @id = id
+      super("lost lease #{name}: #{reason}")
+    end
+  end
+
   # Base class of every error the gem raises besides ArgumentError.
   class Error < StandardError; end
 

@@ -14,8 +14,9 @@ module Killer
       )
       @memory = nil
       @jobs = {}
+      @leases = {}
       @lock = Mutex.new
-      @dispatcher = Dispatcher.new(@native, @jobs, @lock, @logger)
+      @dispatcher = Dispatcher.new(@native, @jobs, @leases, @lock, @logger)
     end
 
     # True in a forked child, which inherits this object but not its
@@ -117,6 +118,26 @@ module Killer
       timed_out(timed_out, class_name, on_timeout) if timed_out
     end
 
+    # Runs the block while this process holds lease `name` (Killer.exclusive).
+    # LeaseLost is deliverable only inside the block; the holding is
+    # unregistered under the dispatcher's lock and a raise queued at that
+    # instant is drained, as for jobs.
+    def exclusive(name, ttl, wait, on_lost)
+      Thread.handle_interrupt(LeaseLost => :never) do
+        id = take_lease(name, ttl, wait)
+        return false unless id
+
+        @lock.synchronize { @leases[id] = LeaseHolder.new(Thread.current, on_lost) }
+        begin
+          Thread.handle_interrupt(LeaseLost => :immediate) { yield }
+        ensure
+          @lock.synchronize { @leases.delete(id) }
+          drain_lease_lost(id) # lost as the block ended: its work is done either way
+          release_lease(id, name, ttl)
+        end
+      end
+    end
+
     # Stops both threads; bounded, never hangs Sidekiq's exit.
     def stop
       t0 = Process.clock_gettime(Process::CLOCK_MONOTONIC)
@@ -138,6 +159,38 @@ module Killer
       nil
     rescue Cancelled => e
       e if e.token.nil? || e.token == token
+    end
+
+    LeaseHolder = Struct.new(:thread, :on_lost)
+
+    # Tries at once; with `wait`, again every ttl/3 (at most 1 s) until
+    # taken, or until `wait` seconds if it is a number.
+    def take_lease(name, ttl, wait)
+      deadline = wait.is_a?(Numeric) ? Process.clock_gettime(Process::CLOCK_MONOTONIC) + wait : nil
+      loop do
+        id = @native.lease_acquire(name, ttl)
+        return id if id
+        return nil unless wait
+        return nil if deadline && Process.clock_gettime(Process::CLOCK_MONOTONIC) >= deadline
+
+        sleep([ttl / 3.0, 1.0].min)
+      end
+    end
+
+    def drain_lease_lost(_id)
+      return unless Thread.pending_interrupt?
+
+      Thread.handle_interrupt(LeaseLost => :immediate) { Thread.pass }
+    rescue LeaseLost
+      nil
+    end
+
+    # A release that fails must not hide the block's own outcome: the key
+    # expires by itself within `ttl`.
+    def release_lease(id, name, ttl)
+      @native.lease_release(id)
+    rescue Error => e
+      Log.write(@logger, :warn, nil, "could not release lease #{name} (#{e.message}); it expires within #{ttl}s event=lease.release_failed")
     end
 
     def timed_out(error, class_name, on_timeout)

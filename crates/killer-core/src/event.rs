@@ -26,6 +26,12 @@ pub enum Event {
         /// (class, jid, growth in bytes so far) of the jobs running now.
         running: Vec<(String, String, i64)>,
     },
+    /// Lease `id` could not be renewed: its holder must stop at once.
+    LeaseLost {
+        id: u64,
+        name: String,
+        reason: String,
+    },
     /// Sent by the unblocking function so a waiting dispatcher returns to Ruby
     /// (Thread#kill, Ctrl-C, process exit) without any other effect.
     Wake,

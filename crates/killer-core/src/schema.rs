@@ -46,6 +46,11 @@ impl Keys {
         format!("{}cancel", self.base)
     }
 
+    /// An exclusive lease: string, the holder's token, with a TTL.
+    pub fn lease(&self, name: &str) -> String {
+        format!("{}lease:{name}", self.base)
+    }
+
     /// Restart slots: sorted set, member `hostname:pid`, score = expiry (ms).
     pub fn restart_slots(&self) -> String {
         format!("{}restart_slots", self.base)

@@ -60,6 +60,7 @@ pub(crate) struct Shared {
     /// long timeouts do not pile up sleeping tasks.
     timers: Mutex<HashMap<u64, AbortHandle>>,
     parent_watched: AtomicBool,
+    pub(crate) leases: crate::lease::Leases,
     writes: mpsc::UnboundedSender<StatusWrite>,
     /// subscriber -> poller: just (re)subscribed, reload every request.
     resync: Notify,
@@ -91,6 +92,7 @@ impl Watcher {
             memory: Mutex::new(None),
             timers: Mutex::new(HashMap::new()),
             parent_watched: AtomicBool::new(false),
+            leases: Default::default(),
             registry: Mutex::new(Registry::default()),
             events,
             writes: write_tx,
@@ -221,6 +223,25 @@ impl Watcher {
             self.handle.spawn(crate::parent::watch(kill_after));
         }
         Ok(())
+    }
+
+    /// Tries once to take the exclusive lease `name` for `ttl`; see
+    /// [`crate::lease`]. Blocks the calling (non-runtime) thread.
+    pub fn lease_acquire(&self, name: &str, ttl: Duration) -> Result<Option<u64>> {
+        self.check_pid()?;
+        crate::lease::validate_lease(name, ttl)?;
+        let shared = self.shared.clone();
+        let name = name.to_owned();
+        self.handle
+            .block_on(async move { crate::lease::acquire(&shared, &name, ttl).await })
+    }
+
+    /// Releases lease `id` (compare-and-delete). Blocks the calling thread.
+    pub fn lease_release(&self, id: u64) -> Result<()> {
+        self.check_pid()?;
+        let shared = self.shared.clone();
+        self.handle
+            .block_on(async move { crate::lease::release(&shared, id).await })
     }
 
     pub fn memory(&self) -> Option<Arc<MemoryWatch>> {

@@ -148,6 +148,12 @@ impl Runtime {
                     jid.into_value_with(ruby),
                     message.into_value_with(ruby),
                 ]),
+                Event::LeaseLost { id, name, reason } => ruby.ary_new_from_values(&[
+                    sym("lease_lost"),
+                    id.into_value_with(ruby),
+                    name.into_value_with(ruby),
+                    reason.into_value_with(ruby),
+                ]),
                 Event::Shutdown => ruby.ary_new_from_values(&[sym("shutdown")]),
                 Event::RunGc => ruby.ary_new_from_values(&[sym("gc")]),
                 Event::Recycling {
@@ -268,6 +274,23 @@ impl Runtime {
             .map_err(|e| to_ruby(ruby, e))
     }
 
+    /// Lease id when taken, nil when another holder has it. Waits on Redis
+    /// without the GVL (bounded by network_timeout).
+    fn lease_acquire(
+        ruby: &Ruby,
+        rb_self: &Self,
+        name: String,
+        ttl: f64,
+    ) -> Result<Option<u64>, Error> {
+        let ttl = errors::seconds(ruby, "ttl", ttl)?;
+        without_gvl(ruby, || rb_self.watcher.lease_acquire(&name, ttl))?
+            .map_err(|e| to_ruby(ruby, e))
+    }
+
+    fn lease_release(ruby: &Ruby, rb_self: &Self, id: u64) -> Result<(), Error> {
+        without_gvl(ruby, || rb_self.watcher.lease_release(id))?.map_err(|e| to_ruby(ruby, e))
+    }
+
     fn forked(&self) -> bool {
         fork_watch::forked_since(self.generation, self.watcher.pid())
     }
@@ -302,6 +325,8 @@ pub(crate) fn init(ruby: &Ruby, native: RModule) -> Result<(), Error> {
     class.define_method("known_cancels", method!(Runtime::known_cancels, 0))?;
     class.define_method("pid", method!(Runtime::pid, 0))?;
     class.define_method("forked?", method!(Runtime::forked, 0))?;
+    class.define_method("lease_acquire", method!(Runtime::lease_acquire, 2))?;
+    class.define_method("lease_release", method!(Runtime::lease_release, 1))?;
     class.define_method("exit_with_parent", method!(Runtime::exit_with_parent, 1))?;
     Ok(())
 }
