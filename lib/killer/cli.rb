@@ -1,5 +1,6 @@
 # frozen_string_literal: true
 
+require "logger"
 require "optparse"
 
 module Killer
@@ -7,16 +8,21 @@ module Killer
   #
   #   killer cancel JID [--wait SECONDS]
   #   killer status JID
+  #   killer exclusive NAME [--ttl SECONDS] [--wait SECONDS] -- CMD ARGS...
   #
   # Exit status: 0 done (with --wait: the job is no longer running), 1 a
   # Killer::Error (Redis unreachable...), 2 bad usage, 3 --wait ran out
-  # with the job still running.
+  # with the job still running, 4 the lease is held elsewhere. `exclusive`
+  # exits with CMD's status (128 + signal if a signal ended it).
   class CLI
     USAGE = <<~TEXT
       Usage: killer [--redis-url URL] COMMAND ARGS
 
         killer cancel JID [--wait SECONDS]   cancel a Sidekiq job (running, queued or scheduled)
         killer status JID                    what became of a cancel: requested, cancelled, finished or none
+        killer exclusive NAME [--ttl S] [--wait S] -- CMD ARGS...
+                                             run CMD only while holding lease NAME (ttl 15 s); stop it
+                                             (TERM, then KILL after 10 s) if the lease is lost
 
       Redis: --redis-url, else REDIS_URL, else redis://localhost:6379/0.
     TEXT
@@ -29,6 +35,8 @@ module Killer
 
     # The process's exit status.
     def run
+      # Killer's own log lines go to stderr, warnings up: stdout is the answer.
+      Killer.configure { |c| c.logger = Logger.new(@err, level: Logger::WARN, formatter: ->(_, _, _, msg) { "#{msg}\n" }) }
       options = parse_globals
       return (@out.puts(Killer::VERSION) || 0) if options[:version]
 
@@ -36,6 +44,7 @@ module Killer
       case command
       when "cancel" then cancel(options)
       when "status" then status
+      when "exclusive" then exclusive(options)
       when nil, "help" then usage(0)
       else usage(2, "unknown command #{command.inspect}")
       end
@@ -53,11 +62,13 @@ module Killer
       parser = OptionParser.new do |o|
         o.on("--redis-url URL") { |url| Killer.configure { |c| c.redis_url = url } }
         o.on("--wait SECONDS", Float) { |s| options[:wait] = s }
+        o.on("--ttl SECONDS", Float) { |s| options[:ttl] = s }
         o.on("-h", "--help") { options[:help] = true }
         o.on("-v", "--version") { options[:version] = true }
       end
       parser.parse!(@argv)
-      raise ArgumentError, "--wait is an option of `killer cancel`" if options[:wait] && @argv.first != "cancel"
+      raise ArgumentError, "--wait is an option of `killer cancel` and `killer exclusive`" if options[:wait] && !%w[cancel exclusive].include?(@argv.first)
+      raise ArgumentError, "--ttl is an option of `killer exclusive`" if options[:ttl] && @argv.first != "exclusive"
       options
     end
 
@@ -81,6 +92,66 @@ module Killer
     def status
       @out.puts(Killer.status(jid_argument) || "none")
       0
+    end
+
+    STOP_WAIT = 10 # seconds between TERM and KILL for a command that lost its lease
+
+    def exclusive(options)
+      name = @argv.shift
+      raise ArgumentError, "a lease NAME is required" unless name
+      raise ArgumentError, "a command is required after --" if @argv.empty?
+
+      command = @argv.dup
+      status = nil
+      held = Killer.exclusive(name, ttl: options.fetch(:ttl, 15), wait: options.fetch(:wait, false)) do
+        status = run_while_held(command)
+      end
+      return held_elsewhere(name) if held == false
+
+      exit_code(status)
+    rescue LeaseLost => e
+      @err.puts "killer: #{e.message}; stopped #{command.first}"
+      exit_code(status)
+    end
+
+    # Runs the command; if LeaseLost interrupts the wait, stops it (TERM,
+    # then KILL) and reaps it before the exception goes on.
+    def run_while_held(command)
+      pid = Process.spawn(*command)
+      Process.wait2(pid).last
+    rescue LeaseLost
+      stop_command(pid)
+      raise
+    rescue SystemCallError => e
+      raise ArgumentError, "cannot run #{command.first.inspect}: #{e.message}"
+    end
+
+    def stop_command(pid)
+      return unless pid
+
+      Process.kill("TERM", pid)
+      deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + STOP_WAIT
+      until Process.wait2(pid, Process::WNOHANG)
+        if Process.clock_gettime(Process::CLOCK_MONOTONIC) > deadline
+          Process.kill("KILL", pid)
+          Process.wait2(pid)
+          break
+        end
+        sleep 0.05
+      end
+    rescue Errno::ESRCH, Errno::ECHILD
+      nil
+    end
+
+    def held_elsewhere(name)
+      @err.puts "killer: lease #{name} is held elsewhere"
+      4
+    end
+
+    def exit_code(status)
+      return 143 unless status # stopped by TERM before it reported
+
+      status.exitstatus || (128 + status.termsig.to_i)
     end
 
     def usage(code, problem = nil)

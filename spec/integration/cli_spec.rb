@@ -1,6 +1,7 @@
 # frozen_string_literal: true
 
 require "open3"
+require "tmpdir"
 require_relative "../support/app"
 
 # The `killer` command, run as a user would, against a real sidekiq process.
@@ -40,6 +41,36 @@ RSpec.describe "the killer command" do
     end
     expect(killer("cancel", "x" * 2000).last).to eq(2)
     expect(redis.dbsize).to eq(before)
+  end
+
+  describe "exclusive" do
+    it "runs the command while holding the lease and exits with its status" do
+      out, err, code = killer("exclusive", "cli-a", "--ttl", "1", "--", "ruby", "-e", "print :ran; exit 7")
+      expect([out, code]).to eq(["ran", 7]), err
+      expect(redis.exists?("killer:v1:lease:cli-a")).to be(false)
+    end
+
+    it "does not run the command while another holds the lease (status 4)" do
+      redis.set("killer:v1:lease:cli-b", "someone", px: 5000)
+      out, err, code = killer("exclusive", "cli-b", "--", "ruby", "-e", "print :ran")
+      expect([out, code]).to eq(["", 4])
+      expect(err).to include("lease cli-b is held elsewhere")
+    end
+
+    it "stops the command within one renewal period when the lease is taken away" do
+      pid_file = File.join(Dir.mktmpdir, "pid")
+      Thread.new do
+        sleep 0.05 until File.exist?(pid_file)
+        redis.set("killer:v1:lease:cli-c", "thief")
+      end
+      t0 = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+      _, err, code = killer("exclusive", "cli-c", "--ttl", "0.9", "--", "ruby", "-e",
+                            "File.write(#{pid_file.inspect}, Process.pid.to_s); sleep 30")
+      expect(Process.clock_gettime(Process::CLOCK_MONOTONIC) - t0).to be < 4 # ruby boots twice; the loss takes <= 0.3 s
+      expect(code).to eq(143)
+      expect(err).to include("lost lease cli-c: another holder has it")
+      expect { Process.kill(0, Integer(File.read(pid_file))) }.to raise_error(Errno::ESRCH)
+    end
   end
 
   it "says what to check when Redis cannot be reached, with status 1" do
