@@ -4,18 +4,8 @@ require_relative "../support/app"
 
 # Stories told against a real redis-server and a real `sidekiq` process.
 RSpec.describe "cancelling jobs in a real Sidekiq process" do
-  before(:all) do
-    TestRedis.flush
-    @sidekiq = SidekiqProcess.new(redis_url: TestRedis.url, concurrency: 5).start
-  end
+  include_context "a sidekiq process"
 
-  after(:all) { @sidekiq&.stop }
-
-  # The suite flushes Redis before each example; the process must be
-  # heartbeating again before we count on it.
-  before { wait_for(15, "heartbeat") { @sidekiq.identity } }
-
-  def events = redis.lrange("test:events", 0, -1)
   def started?(jid) = events.include?("started:#{jid}")
   def wait_started(jid) = wait_for(10, "#{jid} to start") { started?(jid) }
 

@@ -6,14 +6,7 @@ require_relative "../support/app"
 
 # The `killer` command, run as a user would, against a real sidekiq process.
 RSpec.describe "the killer command" do
-  before(:all) do
-    TestRedis.flush
-    @sidekiq = SidekiqProcess.new(redis_url: TestRedis.url, concurrency: 2).start
-  end
-
-  after(:all) { @sidekiq&.stop }
-
-  before { wait_for(15, "heartbeat") { @sidekiq.identity } }
+  include_context "a sidekiq process", concurrency: 2
 
   def killer(*args, redis_url: TestRedis.url)
     out, err, status = Open3.capture3({ "REDIS_URL" => redis_url, "RUBYLIB" => SidekiqProcess::LIB }, "ruby", File.expand_path("../../exe/killer", __dir__), *args)

@@ -4,16 +4,7 @@ require_relative "../support/app"
 
 # Deadlines, told against a real redis-server and a real `sidekiq` process.
 RSpec.describe "per-job deadlines in a real Sidekiq process" do
-  before(:all) do
-    TestRedis.flush
-    @sidekiq = SidekiqProcess.new(redis_url: TestRedis.url, concurrency: 5).start
-  end
-
-  after(:all) { @sidekiq&.stop }
-
-  before { wait_for(15, "heartbeat") { @sidekiq.identity } }
-
-  def events = redis.lrange("test:events", 0, -1)
+  include_context "a sidekiq process"
 
   it "stops a job past its timeout with Killer::Timeout and retries it; its neighbour runs to the end" do
     neighbour = SleepyJob.perform_async(2)
