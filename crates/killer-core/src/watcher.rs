@@ -49,6 +49,9 @@ struct StatusWrite {
     status: JobStatus,
 }
 
+/// Beyond network_timeout, how long Watcher::start waits for the first load.
+const FIRST_LOAD_SLACK: Duration = Duration::from_millis(200);
+
 pub(crate) struct Shared {
     settings: Settings,
     pub(crate) keys: Keys,
@@ -79,8 +82,11 @@ pub struct Watcher {
 }
 
 impl Watcher {
-    /// Starts the watcher thread. Does not wait for Redis: jobs must run
-    /// whether or not Redis is there.
+    /// Starts the watcher thread and waits, at most `network_timeout`, for
+    /// its first load of recorded cancels: a job Sidekiq pushed back after
+    /// its cancel must not start in the moment before this process knows.
+    /// With Redis down it starts anyway; jobs run whether or not Redis is
+    /// there.
     pub fn start(settings: Settings, events: Sender<Event>) -> Result<Self> {
         let keys = settings.validate()?;
         let link = Link::new(&settings)?;
@@ -106,18 +112,20 @@ impl Watcher {
         let handle = runtime.handle().clone();
         let stop = Arc::new(Notify::new());
         let (done_tx, done) = crossbeam_channel::bounded(1);
+        let (loaded_tx, loaded) = crossbeam_channel::bounded(1);
         let thread = std::thread::Builder::new()
             .name("killer-watcher".into())
             .spawn({
                 let shared = shared.clone();
                 let stop = stop.clone();
                 move || {
-                    runtime.block_on(run(shared, write_rx, stop));
+                    runtime.block_on(run(shared, write_rx, stop, loaded_tx));
                     drop(runtime);
                     let _ = done_tx.send(());
                 }
             })
             .map_err(|e| Error::Runtime(format!("cannot start the watcher thread: {e}")))?;
+        let _ = loaded.recv_timeout(shared.settings.network_timeout + FIRST_LOAD_SLACK);
         info!(event = "watcher.started", "watching for cancels");
         Ok(Watcher {
             shared,
@@ -430,12 +438,17 @@ impl Shared {
     }
 }
 
-async fn run(shared: Arc<Shared>, writes: mpsc::UnboundedReceiver<StatusWrite>, stop: Arc<Notify>) {
+async fn run(
+    shared: Arc<Shared>,
+    writes: mpsc::UnboundedReceiver<StatusWrite>,
+    stop: Arc<Notify>,
+    loaded: crossbeam_channel::Sender<()>,
+) {
     let link = &shared.link;
     tokio::select! {
         _ = stop.notified() => {}
         _ = subscriber(&shared, link) => {}
-        _ = poller(&shared, link) => {}
+        _ = poller(&shared, link, loaded) => {}
         _ = writer(&shared, link, writes) => {}
     }
     debug!(event = "watcher.stopped", "watcher stopped");
@@ -489,14 +502,17 @@ async fn listen(shared: &Arc<Shared>, link: &Link, backoff: &mut Backoff) -> Err
     }
 }
 
-async fn poller(shared: &Arc<Shared>, link: &Link) {
+async fn poller(shared: &Arc<Shared>, link: &Link, loaded: crossbeam_channel::Sender<()>) {
     // None: reload every request still within its TTL.
     let mut cursor: Option<f64> = None;
     let mut down = false;
+    let mut first = Some(loaded);
     loop {
-        tokio::select! {
-            _ = sleep(shared.settings.poll_interval) => {}
-            _ = shared.resync.notified() => cursor = None,
+        if first.is_none() {
+            tokio::select! {
+                _ = sleep(shared.settings.poll_interval) => {}
+                _ = shared.resync.notified() => cursor = None,
+            }
         }
         let polled = match cursor {
             None => load_all(shared, link).await,
@@ -524,6 +540,10 @@ async fn poller(shared: &Arc<Shared>, link: &Link) {
             }
         }
         shared.registry().expire(Instant::now());
+        // Loaded, or failed to: either way Watcher::start may return.
+        if let Some(loaded) = first.take() {
+            let _ = loaded.send(());
+        }
     }
 }
 

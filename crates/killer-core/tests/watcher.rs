@@ -322,3 +322,17 @@ fn a_job_past_its_deadline_gets_a_timeout_and_its_neighbour_nothing() {
     w.job_finished(neighbour, Outcome::Finished, "neighbour")
         .unwrap();
 }
+
+#[test]
+fn a_cancel_recorded_before_the_process_started_stops_its_first_job() {
+    let redis = RedisServer::start();
+    let client = Client::new(redis.settings()).unwrap();
+    client.cancel("pushed-back").unwrap();
+    // The first job may be fetched the moment the watcher starts.
+    let (w, _rx) = start(redis.settings());
+    assert_eq!(
+        w.job_started(vec!["pushed-back".into()], "TestJob", None)
+            .unwrap(),
+        Started::Cancelled("pushed-back".into())
+    );
+}
