@@ -45,12 +45,17 @@ module Killer
     # runs its body; a running one gets Killer::Cancelled within
     # milliseconds. Returns true once recorded, or with `wait:` (seconds)
     # the status reached by then (:cancelled, :finished, :requested).
-    # Raises ArgumentError for a bad jid or wait, Killer::ConnectionError if
-    # Redis is unreachable.
-    def cancel(jid, wait: nil)
+    # `by` (default: this OS user @ host) and `reason` are kept with the
+    # request, written in the job's log line, shown by `status(jid,
+    # verbose: true)` and in the audit trail. Raises ArgumentError for a bad
+    # jid, wait, by or reason, Killer::ConnectionError if Redis is
+    # unreachable.
+    def cancel(jid, wait: nil, by: nil, reason: nil)
       jid = Validation.jid!(jid)
       wait = Validation.seconds!("wait", wait, min: 0, max: 86_400, allow_nil: true)
-      configuration.client.cancel(jid)
+      by = Validation.text!("by", by || Validation.default_requester, max: 200)
+      reason = Validation.text!("reason", reason || "", max: 1000)
+      configuration.client.cancel(jid, by, reason)
       return true unless wait
 
       wait_for_end(jid, wait)
@@ -59,9 +64,22 @@ module Killer
     # The status of a cancel request for `jid`: :requested (not yet reached
     # the job), :cancelled (the job was stopped or never started),
     # :finished (the job ended on its own first), or nil (no request known).
-    def status(jid)
-      state = configuration.client.status(Validation.jid!(jid))
-      state&.to_sym
+    # With `verbose: true`, a Hash: { state:, requested_at:, by:, reason:,
+    # cancelled_at: or finished_at: } (times as Time), or nil.
+    def status(jid, verbose: false)
+      jid = Validation.jid!(jid)
+      raise ArgumentError, "verbose must be true or false, got #{verbose.inspect}" unless [true, false].include?(verbose)
+      return configuration.client.status(jid)&.to_sym unless verbose
+
+      details = configuration.client.status_details(jid)
+      return nil if details.empty?
+
+      details.to_h do |field, value|
+        next [field.to_sym, value.to_sym] if field == "state"
+        next [field.to_sym, Time.at(Integer(value) / 1000.0)] if field.end_with?("_at")
+
+        [field.to_sym, value]
+      end
     end
 
     # Runs the block only while this process holds the exclusive lease

@@ -6,7 +6,7 @@ require "optparse"
 module Killer
   # The `killer` command, for shells and scripts:
   #
-  #   killer cancel JID [--wait SECONDS]
+  #   killer cancel JID [--wait SECONDS] [--by NAME] [--reason TEXT]
   #   killer status JID
   #   killer exclusive NAME [--ttl SECONDS] [--wait SECONDS] -- CMD ARGS...
   #
@@ -18,7 +18,8 @@ module Killer
     USAGE = <<~TEXT
       Usage: killer [--redis-url URL] COMMAND ARGS
 
-        killer cancel JID [--wait SECONDS]   cancel a Sidekiq job (running, queued or scheduled)
+        killer cancel JID [--wait S] [--by NAME] [--reason TEXT]
+                                             cancel a Sidekiq job (running, queued or scheduled)
         killer status JID                    what became of a cancel: requested, cancelled, finished or none
         killer exclusive NAME [--ttl S] [--wait S] -- CMD ARGS...
                                              run CMD only while holding lease NAME (ttl 15 s); stop it
@@ -63,12 +64,15 @@ module Killer
         o.on("--redis-url URL") { |url| Killer.configure { |c| c.redis_url = url } }
         o.on("--wait SECONDS", Float) { |s| options[:wait] = s }
         o.on("--ttl SECONDS", Float) { |s| options[:ttl] = s }
+        o.on("--by NAME") { |s| options[:by] = s }
+        o.on("--reason TEXT") { |s| options[:reason] = s }
         o.on("-h", "--help") { options[:help] = true }
         o.on("-v", "--version") { options[:version] = true }
       end
       parser.parse!(@argv)
       raise ArgumentError, "--wait is an option of `killer cancel` and `killer exclusive`" if options[:wait] && !%w[cancel exclusive].include?(@argv.first)
       raise ArgumentError, "--ttl is an option of `killer exclusive`" if options[:ttl] && @argv.first != "exclusive"
+      raise ArgumentError, "--by and --reason are options of `killer cancel`" if (options[:by] || options[:reason]) && @argv.first != "cancel"
       options
     end
 
@@ -82,7 +86,7 @@ module Killer
 
     def cancel(options)
       jid = jid_argument
-      result = Killer.cancel(jid, wait: options[:wait])
+      result = Killer.cancel(jid, wait: options[:wait], by: options[:by], reason: options[:reason])
       return (@out.puts("requested") || 0) if result == true
 
       @out.puts(result || "none")

@@ -1,5 +1,8 @@
 # frozen_string_literal: true
 
+require "etc"
+require "socket"
+
 module Killer
   # Argument checks shared by the public API and the configuration. Each
   # raises ArgumentError naming the value, before anything reaches Redis.
@@ -18,6 +21,24 @@ module Killer
       jid.encode(Encoding::UTF_8)
     rescue EncodingError
       raise ArgumentError, "jid must be convertible to UTF-8, got #{jid.inspect}"
+    end
+
+    # A String of at most `max` bytes in UTF-8 (who asked for a cancel, why).
+    def text!(name, value, max:)
+      raise ArgumentError, "#{name} must be a String, got #{value.inspect}" unless value.is_a?(String)
+
+      value = value.encode(Encoding::UTF_8)
+      raise ArgumentError, "#{name} must be at most #{max} bytes, got #{value.bytesize} bytes (#{value[0, 32].inspect}...)" if value.bytesize > max
+
+      value
+    rescue EncodingError
+      raise ArgumentError, "#{name} must be convertible to UTF-8, got #{value.inspect}"
+    end
+
+    # Who asks, when the caller does not say: the OS user at this host.
+    def default_requester
+      user = ENV["USER"] || ENV["LOGNAME"] || Etc.getpwuid(Process.uid)&.name || "unknown"
+      "#{user}@#{Socket.gethostname}"
     end
 
     def seconds!(name, value, min:, max:, allow_nil: false)

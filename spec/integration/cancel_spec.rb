@@ -24,6 +24,16 @@ RSpec.describe "cancelling jobs in a real Sidekiq process" do
     expect(@sidekiq.alive?).to be(true)
   end
 
+  it "writes who asked and why in the job's log line, and keeps them with its status" do
+    jid = SleepyJob.perform_async(60)
+    wait_started(jid)
+    expect(Killer.cancel(jid, wait: 5, by: "alice", reason: "stuck export")).to eq(:cancelled)
+    wait_for(5, "the log line") { @sidekiq.log.include?("cancel requested by alice (stuck export)") }
+    expect(@sidekiq.log).to match(/jid=#{jid} INFO: killer: cancel requested by alice \(stuck export\); raising Killer::Cancelled/)
+    expect(Killer.status(jid, verbose: true))
+      .to include(state: :cancelled, by: "alice", reason: "stuck export", cancelled_at: kind_of(Time))
+  end
+
   it "never runs the body of a scheduled job cancelled before it starts" do
     jid = SleepyJob.perform_in(1, 1)
     expect(Killer.cancel(jid)).to be(true)

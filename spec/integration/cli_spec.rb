@@ -19,6 +19,8 @@ RSpec.describe "the killer command" do
     expect(killer("cancel", jid, "--wait", "5")).to eq(["cancelled\n", "", 0])
     expect(killer("status", jid)).to eq(["cancelled\n", "", 0])
     expect(killer("status", "never-cancelled")).to eq(["none\n", "", 0])
+    expect(killer("cancel", "audited", "--by", "ops", "--reason", "runaway")).to eq(["requested\n", "", 0])
+    expect(Killer.status("audited", verbose: true)).to include(by: "ops", reason: "runaway")
   end
 
   it "answers 3 when --wait runs out with the job not reached" do

@@ -7,7 +7,11 @@ use std::sync::Mutex;
 use redis::{Connection, Script};
 
 use crate::error::{Error, Result};
-use crate::schema::{validate_jid, JobStatus, Keys, CANCEL_SCRIPT};
+use std::collections::HashMap;
+
+use crate::schema::{
+    validate_jid, JobStatus, Keys, CANCEL_SCRIPT, HISTORY_CAP, MAX_BY_BYTES, MAX_REASON_BYTES,
+};
 use crate::settings::Settings;
 
 pub struct Client {
@@ -35,14 +39,35 @@ impl Client {
     /// job's status after the call (`Requested`, or the terminal status if
     /// the job had already been stopped).
     pub fn cancel(&self, jid: &str) -> Result<JobStatus> {
+        self.cancel_by(jid, "", "")
+    }
+
+    /// As `cancel`, recording who asked and why in the job's status and in
+    /// the audit trail (`Keys::history`).
+    pub fn cancel_by(&self, jid: &str, by: &str, reason: &str) -> Result<JobStatus> {
         validate_jid(jid)?;
+        for (name, value, max) in [
+            ("by", by, MAX_BY_BYTES),
+            ("reason", reason, MAX_REASON_BYTES),
+        ] {
+            if value.len() > max {
+                return Err(Error::InvalidArgument(format!(
+                    "{name} must be at most {max} bytes, got {} bytes",
+                    value.len()
+                )));
+            }
+        }
         let state: String = self.with_conn(|c| {
             self.cancel
                 .key(self.keys.cancels())
                 .key(self.keys.status(jid))
+                .key(self.keys.history())
                 .arg(jid)
                 .arg(self.settings.ttl_ms())
                 .arg(self.keys.channel())
+                .arg(by)
+                .arg(reason)
+                .arg(HISTORY_CAP)
                 .invoke(c)
         })?;
         JobStatus::parse(&state)
@@ -58,6 +83,13 @@ impl Client {
                 .query(c)
         })?;
         Ok(state.as_deref().and_then(JobStatus::parse))
+    }
+
+    /// Every field of the job's status hash (state, `<state>_at` ms, by,
+    /// reason); empty when no cancel is known.
+    pub fn status_details(&self, jid: &str) -> Result<HashMap<String, String>> {
+        validate_jid(jid)?;
+        self.with_conn(|c| redis::cmd("HGETALL").arg(self.keys.status(jid)).query(c))
     }
 
     pub fn keys(&self) -> &Keys {

@@ -30,6 +30,9 @@ pub use memory::{cgroup_limit, MemoryReader, MemorySource};
 pub use memory_watch::{request_restart_slot, Grower, MemorySettings, MemoryStatus, MemoryWatch};
 pub use recycle::{Action, Input, Limits, Permit, Phase, Recycler, Step};
 pub use registry::{Outcome, Reaction, Started};
-pub use schema::{validate_jid, JobStatus, Keys, MAX_JID_BYTES, SCHEMA_VERSION, SIDEKIQ_PROCESSES};
+pub use schema::{
+    validate_jid, JobStatus, Keys, HISTORY_CAP, MAX_BY_BYTES, MAX_JID_BYTES, MAX_REASON_BYTES,
+    SCHEMA_VERSION, SIDEKIQ_PROCESSES,
+};
 pub use settings::Settings;
 pub use watcher::Watcher;

@@ -51,6 +51,12 @@ impl Keys {
         format!("{}lease:{name}", self.base)
     }
 
+    /// The audit trail: list of JSON cancel records, newest first, capped
+    /// at [`HISTORY_CAP`] and expiring with `cancel_ttl`.
+    pub fn history(&self) -> String {
+        format!("{}history", self.base)
+    }
+
     /// Restart slots: sorted set, member `hostname:pid`, score = expiry (ms).
     pub fn restart_slots(&self) -> String {
         format!("{}restart_slots", self.base)
@@ -59,6 +65,12 @@ impl Keys {
 
 /// Sidekiq's own set of live process identities (same key in 6, 7 and 8).
 pub const SIDEKIQ_PROCESSES: &str = "processes";
+
+/// Cancel records kept in the audit trail (`Keys::history`).
+pub const HISTORY_CAP: usize = 1000;
+/// Longest `by` and `reason` of a cancel, in bytes.
+pub const MAX_BY_BYTES: usize = 200;
+pub const MAX_REASON_BYTES: usize = 1000;
 
 pub fn validate_jid(jid: &str) -> Result<()> {
     if jid.is_empty() {
@@ -110,8 +122,9 @@ impl JobStatus {
 /// Records a cancel: durable record, status and notification in one atomic
 /// step, scored by the Redis server's clock so that every watcher's poll
 /// cursor compares times from one clock.
-/// KEYS[1] cancels zset, KEYS[2] status hash; ARGV[1] jid, ARGV[2] ttl ms,
-/// ARGV[3] channel. Returns the job's status after the call.
+/// KEYS[1] cancels zset, KEYS[2] status hash, KEYS[3] history list;
+/// ARGV[1] jid, ARGV[2] ttl ms, ARGV[3] channel, ARGV[4] by, ARGV[5]
+/// reason, ARGV[6] history cap. Returns the job's status after the call.
 pub(crate) const CANCEL_SCRIPT: &str = r#"
 if redis.replicate_commands then redis.replicate_commands() end
 local t = redis.call('TIME')
@@ -123,9 +136,12 @@ redis.call('PEXPIRE', KEYS[1], ttl)
 local state = redis.call('HGET', KEYS[2], 'state')
 if not state then
   state = 'requested'
-  redis.call('HSET', KEYS[2], 'state', state, 'requested_at', now)
+  redis.call('HSET', KEYS[2], 'state', state, 'requested_at', now, 'by', ARGV[4], 'reason', ARGV[5])
   redis.call('PEXPIRE', KEYS[2], ttl)
 end
+redis.call('LPUSH', KEYS[3], cjson.encode({jid = ARGV[1], by = ARGV[4], reason = ARGV[5], at = now, state = state}))
+redis.call('LTRIM', KEYS[3], 0, tonumber(ARGV[6]) - 1)
+redis.call('PEXPIRE', KEYS[3], ttl)
 redis.call('PUBLISH', ARGV[3], ARGV[1])
 return state
 "#;

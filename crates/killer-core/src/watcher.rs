@@ -366,11 +366,7 @@ impl Shared {
                     attempt: 1,
                     why: StopReason::Cancel,
                 });
-                info!(
-                    jid,
-                    event = "cancel.delivered",
-                    "cancel requested; raising Killer::Cancelled in the job"
-                );
+                tokio::spawn(self.clone().log_delivery(jid.to_owned()));
                 tokio::spawn(
                     self.clone()
                         .insist(token, jid.to_owned(), StopReason::Cancel),
@@ -386,6 +382,37 @@ impl Shared {
             }
             Reaction::None => {}
         }
+    }
+
+    /// The delivery's log line, naming who asked and why (one read of the
+    /// job's status, after the raise so that it costs the job nothing).
+    async fn log_delivery(self: Arc<Self>, jid: String) {
+        let asked = async {
+            let mut con = self.link.get().await?;
+            let fields: (Option<String>, Option<String>) = redis::cmd("HMGET")
+                .arg(self.keys.status(&jid))
+                .arg("by")
+                .arg("reason")
+                .query_async(&mut con)
+                .await?;
+            Ok::<_, Error>(fields)
+        };
+        let (by, reason) = match timeout(self.settings.network_timeout, asked).await {
+            Ok(Ok((by, reason))) => (by.unwrap_or_default(), reason.unwrap_or_default()),
+            _ => (String::new(), String::new()),
+        };
+        let mut who = String::new();
+        if !by.is_empty() {
+            who.push_str(&format!(" by {by}"));
+        }
+        if !reason.is_empty() {
+            who.push_str(&format!(" ({reason})"));
+        }
+        info!(
+            jid = %jid,
+            event = "cancel.delivered",
+            "cancel requested{who}; raising Killer::Cancelled in the job"
+        );
     }
 
     /// Raises again every `grace` while the job is still running: it may

@@ -25,10 +25,25 @@ impl Client {
         CoreClient::new(s).map(Client).map_err(|e| to_ruby(ruby, e))
     }
 
-    fn cancel(ruby: &Ruby, rb_self: &Self, jid: String) -> Result<String, Error> {
-        let done = without_gvl(ruby, || rb_self.0.cancel(&jid))?;
+    fn cancel(
+        ruby: &Ruby,
+        rb_self: &Self,
+        jid: String,
+        by: String,
+        reason: String,
+    ) -> Result<String, Error> {
+        let done = without_gvl(ruby, || rb_self.0.cancel_by(&jid, &by, &reason))?;
         done.map(|s| s.as_str().to_owned())
             .map_err(|e| to_ruby(ruby, e))
+    }
+
+    /// Every field of the job's status record, as Strings.
+    fn status_details(
+        ruby: &Ruby,
+        rb_self: &Self,
+        jid: String,
+    ) -> Result<std::collections::HashMap<String, String>, Error> {
+        without_gvl(ruby, || rb_self.0.status_details(&jid))?.map_err(|e| to_ruby(ruby, e))
     }
 
     fn status(ruby: &Ruby, rb_self: &Self, jid: String) -> Result<Option<String>, Error> {
@@ -41,7 +56,8 @@ impl Client {
 pub(crate) fn init(ruby: &Ruby, native: RModule) -> Result<(), Error> {
     let class = native.define_class("Client", ruby.class_object())?;
     class.define_singleton_method("new", function!(Client::new, 4))?;
-    class.define_method("cancel", method!(Client::cancel, 1))?;
+    class.define_method("cancel", method!(Client::cancel, 3))?;
+    class.define_method("status_details", method!(Client::status_details, 1))?;
     class.define_method("status", method!(Client::status, 1))?;
     Ok(())
 }
