@@ -60,7 +60,7 @@ RSpec.describe "stress: cancels racing job ends" do
           next
         end
         sleep(rng.rand * 0.001) # before, during or just after the job's end
-        client.cancel(jid)
+        client.cancel(jid, "stress", "") # the native client: no default `by`
       end
     end
     workers.each(&:join)
