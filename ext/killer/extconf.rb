@@ -17,7 +17,13 @@ end
 
 src_dir = __dir__
 workspace = File.expand_path("../..", src_dir)
+# In the git checkout, cargo's target/ is a cache worth keeping. In an
+# installed gem it would stay beside the gem's files (hundreds of MB), so it
+# is removed once the library is installed, unless CARGO_TARGET_DIR says
+# where to keep it.
+checkout = File.exist?(File.join(workspace, ".git"))
 target_dir = ENV.fetch("CARGO_TARGET_DIR", File.join(workspace, "target"))
+drop_target = !ENV.key?("CARGO_TARGET_DIR") && !checkout
 lock = File.exist?(File.join(workspace, "Cargo.lock")) ? "--locked" : ""
 soext = RbConfig::CONFIG["SOEXT"] # what cargo names a cdylib: so, dylib
 dlext = RbConfig::CONFIG["DLEXT"] # what Ruby requires: so, bundle
@@ -40,6 +46,7 @@ File.write("Makefile", <<~MAKE)
   install: all
   \tmkdir -p $(DESTDIR)$(sitearchdir)/killer
   \tcp killer.#{dlext} $(DESTDIR)$(sitearchdir)/killer/killer.#{dlext}
+  #{drop_target ? "\trm -rf $(TARGET_DIR)" : ""}
 
   clean:
   \trm -f killer.#{dlext}
