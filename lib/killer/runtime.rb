@@ -132,7 +132,7 @@ module Killer
           Thread.handle_interrupt(LeaseLost => :immediate) { yield }
         ensure
           @lock.synchronize { @leases.delete(id) }
-          drain_lease_lost(id) # lost as the block ended: its work is done either way
+          drain(LeaseLost) # lost as the block ended: its work is done either way
           release_lease(id, name, ttl)
         end
       end
@@ -149,16 +149,22 @@ module Killer
 
     private
 
-    # Thread.pending_interrupt?(klass) crashes Ruby 3.1.7, so ask without a
-    # class and let the :immediate window deliver only Cancelled. Returns
-    # the drained Cancelled (or Timeout) meant for this job, if any.
+    # The drained Cancelled (or Timeout) meant for this job, if any.
     def drain_pending(token)
+      e = drain(Cancelled)
+      e if e && (e.token.nil? || e.token == token)
+    end
+
+    # Delivers a raise of `klass` queued for this thread, and returns it.
+    # Thread.pending_interrupt?(klass) crashes Ruby 3.1.7, so ask without a
+    # class and let the :immediate window deliver only `klass`.
+    def drain(klass)
       return nil unless Thread.pending_interrupt?
 
-      Thread.handle_interrupt(Cancelled => :immediate) { Thread.pass }
+      Thread.handle_interrupt(klass => :immediate) { Thread.pass }
       nil
-    rescue Cancelled => e
-      e if e.token.nil? || e.token == token
+    rescue klass => e
+      e
     end
 
     LeaseHolder = Struct.new(:thread, :on_lost)
@@ -175,14 +181,6 @@ module Killer
 
         sleep([ttl / 3.0, 1.0].min)
       end
-    end
-
-    def drain_lease_lost(_id)
-      return unless Thread.pending_interrupt?
-
-      Thread.handle_interrupt(LeaseLost => :immediate) { Thread.pass }
-    rescue LeaseLost
-      nil
     end
 
     # A release that fails must not hide the block's own outcome: the key

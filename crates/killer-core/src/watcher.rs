@@ -147,7 +147,8 @@ impl Watcher {
         timeout: Option<Duration>,
     ) -> Result<Started> {
         self.check_pid()?;
-        let jid = ids.first().cloned().unwrap_or_default();
+        // Only a job with a deadline needs its jid kept for the timer.
+        let deadline = timeout.map(|t| (t, ids.first().cloned().unwrap_or_default()));
         let started = self
             .shared
             .registry()
@@ -158,7 +159,7 @@ impl Watcher {
                 self.shared.write(vec![id.clone()], JobStatus::Cancelled);
             }
             Started::Run(token) => {
-                if let Some(timeout) = timeout {
+                if let Some((timeout, jid)) = deadline {
                     let timer = self
                         .handle
                         .spawn(self.shared.clone().deadline(*token, jid, timeout));
