@@ -17,6 +17,7 @@ module Killer
     DEFAULT_GRACE = 5.0
     DEFAULT_NETWORK_TIMEOUT = 3.0
     DEFAULT_HARD_TIMEOUT = 60.0
+    DEFAULT_REPORT_INTERVAL = 5.0
     URL_SCHEMES = %w[redis rediss unix redis+unix].freeze
 
     # Prefix of every Redis key and channel the gem uses. Default "killer:".
@@ -36,6 +37,10 @@ module Killer
     # process recycles (quiet, drain, stop), which needs
     # Killer::MemoryMiddleware. nil: never. Default 60.
     attr_reader :hard_timeout
+    # Seconds between two reports of a Sidekiq process (its running
+    # cancellable jobs and its memory) for the Web tab (`require
+    # "killer/web"`): one Redis SET per interval per process. Default 5.
+    attr_reader :report_interval
     # Seconds a cancellable job may run before it gets Killer::Timeout, for
     # jobs without `sidekiq_options killer: { timeout: ... }`. nil: no
     # deadline. Default nil.
@@ -59,6 +64,7 @@ module Killer
       @grace = DEFAULT_GRACE
       @network_timeout = DEFAULT_NETWORK_TIMEOUT
       @hard_timeout = DEFAULT_HARD_TIMEOUT
+      @report_interval = DEFAULT_REPORT_INTERVAL
       @default_timeout = nil
       @on_timeout = :retry
       @exit_with_parent = false
@@ -111,6 +117,10 @@ module Killer
 
     def hard_timeout=(seconds)
       reset { @hard_timeout = Validation.seconds!("hard_timeout", seconds, min: 1, max: 86_400, allow_nil: true) }
+    end
+
+    def report_interval=(seconds)
+      reset { @report_interval = Validation.seconds!("report_interval", seconds, min: 0.1, max: 3600) }
     end
 
     def default_timeout=(seconds)

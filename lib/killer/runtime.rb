@@ -10,7 +10,8 @@ module Killer
       @logger = config.logger
       @native = Native::Runtime.new(
         config.redis_url, config.key_prefix, config.poll_interval,
-        config.cancel_ttl, config.grace, config.network_timeout, config.hard_timeout
+        config.cancel_ttl, config.grace, config.network_timeout, config.hard_timeout,
+        config.report_interval, SidekiqInfo.hostname
       )
       @memory = nil
       @jobs = {}

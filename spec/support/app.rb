@@ -8,6 +8,7 @@ Redis.silence_deprecations = true if Redis.respond_to?(:silence_deprecations=)
 Killer.configure do |c|
   c.poll_interval = Float(ENV.fetch("KILLER_TEST_POLL", "1"))
   c.grace = Float(ENV.fetch("KILLER_TEST_GRACE", "1"))
+  c.report_interval = Float(ENV.fetch("KILLER_TEST_REPORT", "0.5"))
   c.hard_timeout = Float(ENV["KILLER_TEST_HARD_TIMEOUT"]) if ENV["KILLER_TEST_HARD_TIMEOUT"]
   c.exit_with_parent = true if ENV["KILLER_TEST_EXIT_WITH_PARENT"]
 end

@@ -14,6 +14,21 @@ use crate::schema::{
 };
 use crate::settings::Settings;
 
+/// What the Web tab shows, read in two round trips.
+#[derive(Debug, Clone, Default)]
+pub struct Overview {
+    /// The audit trail, newest first: each cancel record (JSON) with the
+    /// current status hash of its jid (empty once expired).
+    pub cancels: Vec<(String, HashMap<String, String>)>,
+    /// One per process asked for, in order: its report (JSON) if fresh.
+    pub reports: Vec<Option<String>>,
+    /// Recycle events (JSON), newest first.
+    pub recycles: Vec<String>,
+}
+
+/// Most records [`Client::overview`] reads from each list.
+pub const MAX_OVERVIEW_LIMIT: usize = 1000;
+
 pub struct Client {
     settings: Settings,
     keys: Keys,
@@ -90,6 +105,58 @@ impl Client {
     pub fn status_details(&self, jid: &str) -> Result<HashMap<String, String>> {
         validate_jid(jid)?;
         self.with_conn(|c| redis::cmd("HGETALL").arg(self.keys.status(jid)).query(c))
+    }
+
+    /// The Web tab's data: the last `limit` cancel records with their
+    /// jids' statuses, the reports of `processes` (hostname, pid) and the
+    /// last `limit` recycle events.
+    pub fn overview(&self, processes: &[(String, u32)], limit: usize) -> Result<Overview> {
+        if limit == 0 || limit > MAX_OVERVIEW_LIMIT {
+            return Err(Error::InvalidArgument(format!(
+                "limit must be between 1 and {MAX_OVERVIEW_LIMIT}, got {limit}"
+            )));
+        }
+        let last = limit as isize - 1;
+        let (history, recycles, reports): (Vec<String>, Vec<String>, Vec<Option<String>>) = self
+            .with_conn(|c| {
+                let mut pipe = redis::pipe();
+                pipe.cmd("LRANGE").arg(self.keys.history()).arg(0).arg(last);
+                pipe.cmd("LRANGE").arg(self.keys.recycles()).arg(0).arg(last);
+                if processes.is_empty() {
+                    let (h, r): (Vec<String>, Vec<String>) = pipe.query(c)?;
+                    return Ok((h, r, Vec::new()));
+                }
+                let mget = pipe.cmd("MGET");
+                for (host, pid) in processes {
+                    mget.arg(self.keys.process(host, *pid));
+                }
+                pipe.query(c)
+            })?;
+        let jids: Vec<String> = history
+            .iter()
+            .map(|record| {
+                serde_json::from_str::<serde_json::Value>(record)
+                    .ok()
+                    .and_then(|v| v.get("jid")?.as_str().map(str::to_owned))
+                    .unwrap_or_default()
+            })
+            .collect();
+        let statuses: Vec<HashMap<String, String>> = if jids.is_empty() {
+            Vec::new()
+        } else {
+            self.with_conn(|c| {
+                let mut pipe = redis::pipe();
+                for jid in &jids {
+                    pipe.cmd("HGETALL").arg(self.keys.status(jid));
+                }
+                pipe.query(c)
+            })?
+        };
+        Ok(Overview {
+            cancels: history.into_iter().zip(statuses).collect(),
+            reports,
+            recycles,
+        })
     }
 
     pub fn keys(&self) -> &Keys {

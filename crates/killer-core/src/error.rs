@@ -39,6 +39,12 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+impl From<serde_json::Error> for Error {
+    fn from(e: serde_json::Error) -> Self {
+        Error::Runtime(format!("cannot encode or decode a record: {e}"))
+    }
+}
+
 impl From<redis::RedisError> for Error {
     fn from(e: redis::RedisError) -> Self {
         if e.is_io_error()

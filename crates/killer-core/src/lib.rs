@@ -17,22 +17,24 @@ mod memory_watch;
 mod parent;
 mod recycle;
 mod registry;
+mod report;
 mod schema;
 mod settings;
 mod stop;
 mod watcher;
 
-pub use client::Client;
+pub use client::{Client, Overview, MAX_OVERVIEW_LIMIT};
 pub use error::{Error, Result};
 pub use event::{Event, LogLevel, StopReason};
 pub use lease::{validate_lease, MAX_LEASE_NAME_BYTES};
 pub use memory::{cgroup_limit, MemoryReader, MemorySource};
 pub use memory_watch::{request_restart_slot, Grower, MemorySettings, MemoryStatus, MemoryWatch};
 pub use recycle::{Action, Input, Limits, Permit, Phase, Recycler, Step};
-pub use registry::{Outcome, Reaction, Started};
+pub use registry::{Outcome, Reaction, RunningJob, Started};
+pub use report::{JobReport, MemoryReport, ProcessReport, RecycleEvent};
 pub use schema::{
     validate_jid, JobStatus, Keys, HISTORY_CAP, MAX_BY_BYTES, MAX_JID_BYTES, MAX_REASON_BYTES,
-    SCHEMA_VERSION, SIDEKIQ_PROCESSES,
+    RECYCLES_CAP, RECYCLES_TTL, SCHEMA_VERSION, SIDEKIQ_PROCESSES,
 };
 pub use settings::Settings;
 pub use watcher::Watcher;

@@ -21,6 +21,7 @@ use tracing::{error, info, warn};
 use crate::error::Result;
 use crate::event::{Event, LogLevel};
 use crate::memory::{MemoryReader, MemorySource};
+use crate::report::RecycleEvent;
 use crate::recycle::{mb, Action, Input, Limits, Permit, Recycler, Step};
 use crate::schema::{Keys, PERMIT_SCRIPT, SIDEKIQ_PROCESSES};
 use crate::stop::{self, signal_self};
@@ -50,7 +51,7 @@ pub struct MemorySettings {
     pub cannot_signal: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Grower {
     pub class: String,
     pub jid: String,
@@ -286,7 +287,7 @@ pub(crate) async fn sampler(shared: Arc<Shared>, watch: Arc<MemoryWatch>) {
             }
         };
         loop {
-            log_step(&watch, &step, bytes);
+            log_step(&shared, &watch, &step, bytes);
             match step.action {
                 None => break,
                 Some(Action::RunGc) => {
@@ -333,11 +334,21 @@ pub(crate) async fn sampler(shared: Arc<Shared>, watch: Arc<MemoryWatch>) {
     }
 }
 
-fn log_step(watch: &MemoryWatch, step: &Step, bytes: u64) {
+/// Logs a recycle step and adds it to the cluster's recycle history.
+fn log_step(shared: &Arc<Shared>, watch: &MemoryWatch, step: &Step, bytes: u64) {
     let Some((level, message)) = &step.log else {
         return;
     };
     let state = watch.state().recycler.phase().name();
+    shared.record_recycle(RecycleEvent {
+        at: crate::report::now_ms(),
+        hostname: watch.settings.hostname.clone(),
+        pid: std::process::id(),
+        state,
+        bytes,
+        limit: watch.settings.limits.soft,
+        message: message.clone(),
+    });
     let (rss_mb, limit_mb) = (mb(bytes), mb(watch.settings.limits.soft));
     match level {
         LogLevel::Error => error!(event = "memory", state, rss_mb, limit_mb, "{message}"),

@@ -34,6 +34,7 @@ pub enum Outcome {
 struct Job {
     ids: Vec<String>,
     class: String,
+    started: Instant,
     /// The id a cancel arrived for, once one has.
     cancel_for: Option<String>,
 }
@@ -47,6 +48,16 @@ pub enum Reaction {
     Interrupt(u64),
     /// The job ended here moments ago; record it as finished.
     AlreadyFinished,
+}
+
+/// A running job as the process report shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunningJob {
+    pub jid: String,
+    pub class: String,
+    pub started: Instant,
+    /// A cancel has reached it and it has not ended yet.
+    pub cancel_requested: bool,
 }
 
 /// What the watcher must record in Redis about a job that ended.
@@ -83,6 +94,7 @@ impl Registry {
             Job {
                 ids,
                 class,
+                started: now,
                 cancel_for: None,
             },
         );
@@ -151,6 +163,22 @@ impl Registry {
         self.jobs.len()
     }
 
+    /// The running jobs, oldest first, named by their first id (the jid).
+    pub fn running_jobs(&self) -> Vec<RunningJob> {
+        let mut jobs: Vec<RunningJob> = self
+            .jobs
+            .values()
+            .map(|j| RunningJob {
+                jid: j.ids.first().cloned().unwrap_or_default(),
+                class: j.class.clone(),
+                started: j.started,
+                cancel_requested: j.cancel_for.is_some(),
+            })
+            .collect();
+        jobs.sort_by_key(|j| j.started);
+        jobs
+    }
+
     pub fn known_cancels(&self) -> usize {
         self.cancels.len()
     }
@@ -183,6 +211,28 @@ mod tests {
     }
 
     const DAY: Duration = Duration::from_secs(86400);
+
+    #[test]
+    fn running_jobs_are_listed_oldest_first_with_their_cancel_state() {
+        let now = Instant::now();
+        let later = now + Duration::from_secs(3);
+        let mut r = Registry::default();
+        let Started::Run(young) = r.start(ids(&["b"]), "Young".into(), later) else {
+            panic!("should run")
+        };
+        let Started::Run(_) = r.start(ids(&["a", "aj-1"]), "Old".into(), now) else {
+            panic!("should run")
+        };
+        assert_eq!(r.request_cancel("aj-1", later + DAY, later), Reaction::Interrupt(2));
+        let jobs = r.running_jobs();
+        assert_eq!(jobs.len(), 2);
+        assert_eq!((jobs[0].jid.as_str(), jobs[0].class.as_str()), ("a", "Old"));
+        assert!(jobs[0].cancel_requested);
+        assert_eq!((jobs[1].jid.as_str(), jobs[1].started), ("b", later));
+        assert!(!jobs[1].cancel_requested);
+        r.finish(young, later);
+        assert_eq!(r.running_jobs().len(), 1);
+    }
 
     #[test]
     fn a_cancel_reaches_the_running_job_once() {

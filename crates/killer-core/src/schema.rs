@@ -57,6 +57,20 @@ impl Keys {
         format!("{}history", self.base)
     }
 
+    /// A Sidekiq process's report for the Web tab: JSON string
+    /// ([`crate::report::ProcessReport`]), expiring a few report intervals
+    /// after the process stops writing it.
+    pub fn process(&self, hostname: &str, pid: u32) -> String {
+        format!("{}process:{hostname}:{pid}", self.base)
+    }
+
+    /// Recycle history across the cluster: list of JSON events, newest
+    /// first, capped at [`RECYCLES_CAP`], expiring [`RECYCLES_TTL`] after
+    /// the last one.
+    pub fn recycles(&self) -> String {
+        format!("{}recycles", self.base)
+    }
+
     /// Restart slots: sorted set, member `hostname:pid`, score = expiry (ms).
     pub fn restart_slots(&self) -> String {
         format!("{}restart_slots", self.base)
@@ -68,6 +82,10 @@ pub const SIDEKIQ_PROCESSES: &str = "processes";
 
 /// Cancel records kept in the audit trail (`Keys::history`).
 pub const HISTORY_CAP: usize = 1000;
+/// Recycle events kept (`Keys::recycles`), and for how long.
+pub const RECYCLES_CAP: usize = 200;
+pub const RECYCLES_TTL: std::time::Duration = std::time::Duration::from_secs(7 * 86400);
+
 /// Longest `by` and `reason` of a cancel, in bytes.
 pub const MAX_BY_BYTES: usize = 200;
 pub const MAX_REASON_BYTES: usize = 1000;
@@ -197,6 +215,8 @@ mod tests {
         assert_eq!(k.cancels(), "killer:v1:cancels");
         assert_eq!(k.status("abc"), "killer:v1:status:abc");
         assert_eq!(k.channel(), "killer:v1:cancel");
+        assert_eq!(k.process("web-1", 42), "killer:v1:process:web-1:42");
+        assert_eq!(k.recycles(), "killer:v1:recycles");
     }
 
     #[test]

@@ -22,6 +22,11 @@ pub struct Settings {
     /// A cancelled job still running this long after the first raise makes
     /// the process recycle (through the memory watch's path). None: never.
     pub hard_timeout: Option<Duration>,
+    /// How often this process publishes its report (running jobs, memory)
+    /// for the Web tab: one SET per interval, whatever the concurrency.
+    pub report_interval: Duration,
+    /// As Sidekiq names this process in its process set; names the report.
+    pub hostname: String,
 }
 
 impl Settings {
@@ -34,6 +39,8 @@ impl Settings {
             grace: Duration::from_secs(5),
             network_timeout: Duration::from_secs(3),
             hard_timeout: None,
+            report_interval: Duration::from_secs(5),
+            hostname: String::new(),
         }
     }
 
@@ -59,6 +66,18 @@ impl Settings {
             Duration::from_millis(10),
             Duration::from_secs(86400),
         )?;
+        check_range(
+            "report_interval",
+            self.report_interval,
+            Duration::from_millis(100),
+            Duration::from_secs(3600),
+        )?;
+        if self.hostname.len() > 255 {
+            return Err(Error::InvalidArgument(format!(
+                "hostname must be at most 255 bytes, got {} bytes",
+                self.hostname.len()
+            )));
+        }
         check_range(
             "network_timeout",
             self.network_timeout,

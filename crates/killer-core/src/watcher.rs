@@ -6,6 +6,8 @@
 //!   recorded since its cursor, so a lost message costs at most one interval
 //!   and the Redis cost per process is one command per interval, whatever
 //!   the concurrency; after (re)connecting it reloads everything recorded;
+//! - reporter: this process's report for the Web tab, every
+//!   `report_interval` (see [`crate::report`]);
 //! - writer: job statuses (`cancelled` / `finished`), only for jobs someone
 //!   asked to cancel, so plain jobs cost no Redis command at all.
 //!
@@ -17,7 +19,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 use futures_util::StreamExt;
@@ -47,13 +49,14 @@ const JOIN_WAIT: Duration = Duration::from_secs(1);
 struct StatusWrite {
     ids: Vec<String>,
     status: JobStatus,
+    class: String,
 }
 
 /// Beyond network_timeout, how long Watcher::start waits for the first load.
 const FIRST_LOAD_SLACK: Duration = Duration::from_millis(200);
 
 pub(crate) struct Shared {
-    settings: Settings,
+    pub(crate) settings: Settings,
     pub(crate) keys: Keys,
     pub(crate) link: Link,
     registry: Mutex<Registry>,
@@ -156,7 +159,8 @@ impl Watcher {
         match &started {
             Started::Cancelled(id) => {
                 info!(jid = %id, event = "cancel.before_start", class, "cancelled before it started; not running it");
-                self.shared.write(vec![id.clone()], JobStatus::Cancelled);
+                self.shared
+                    .write(vec![id.clone()], JobStatus::Cancelled, class);
             }
             Started::Run(token) => {
                 if let Some((timeout, jid)) = deadline {
@@ -188,11 +192,12 @@ impl Watcher {
                     ended.requested
                 };
                 info!(jid = %ids.join(","), event = "cancel.done", class = %ended.class, "job stopped by Killer::Cancelled");
-                self.shared.write(ids, JobStatus::Cancelled);
+                self.shared.write(ids, JobStatus::Cancelled, &ended.class);
             }
             Outcome::Finished if !ended.requested.is_empty() => {
                 info!(jid = %ended.requested.join(","), event = "cancel.too_late", class = %ended.class, "job finished before the cancel reached it");
-                self.shared.write(ended.requested, JobStatus::Finished);
+                self.shared
+                    .write(ended.requested, JobStatus::Finished, &ended.class);
             }
             Outcome::Finished => {}
         }
@@ -310,14 +315,14 @@ impl Drop for Watcher {
 }
 
 impl Shared {
-    fn memory(&self) -> Option<Arc<MemoryWatch>> {
+    pub(crate) fn memory(&self) -> Option<Arc<MemoryWatch>> {
         self.memory
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
     }
 
-    fn registry(&self) -> MutexGuard<'_, Registry> {
+    pub(crate) fn registry(&self) -> MutexGuard<'_, Registry> {
         // A panic while holding the lock cannot leave the maps half-updated
         // in a way that matters more than stopping cancellation would.
         self.registry.lock().unwrap_or_else(|p| p.into_inner())
@@ -350,8 +355,14 @@ impl Shared {
         self.insist(token, jid, StopReason::Timeout).await;
     }
 
-    fn write(&self, ids: Vec<String>, status: JobStatus) {
-        let _ = self.writes.send(StatusWrite { ids, status });
+    /// Queues a status write; `class` ("" if unknown) is kept for the Web
+    /// tab's recent cancels.
+    fn write(&self, ids: Vec<String>, status: JobStatus, class: &str) {
+        let _ = self.writes.send(StatusWrite {
+            ids,
+            status,
+            class: class.to_owned(),
+        });
     }
 
     /// A request for `jid` is known to exist for `remaining` more time.
@@ -379,7 +390,7 @@ impl Shared {
                     event = "cancel.too_late",
                     "cancel arrived after the job finished"
                 );
-                self.write(vec![jid.to_owned()], JobStatus::Finished);
+                self.write(vec![jid.to_owned()], JobStatus::Finished, "");
             }
             Reaction::None => {}
         }
@@ -478,6 +489,7 @@ async fn run(
         _ = subscriber(&shared, link) => {}
         _ = poller(&shared, link, loaded) => {}
         _ = writer(&shared, link, writes) => {}
+        _ = crate::report::reporter(&shared) => {}
     }
     debug!(event = "watcher.stopped", "watcher stopped");
 }
@@ -647,9 +659,7 @@ async fn writer(
 
 async fn write_status(shared: &Arc<Shared>, link: &Link, w: &StatusWrite) -> Result<()> {
     let mut con = link.get().await?;
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
+    let now_ms = crate::report::now_ms();
     let ttl_ms = shared.settings.ttl_ms();
     let state = w.status.as_str();
     let mut pipe = redis::pipe();
@@ -663,6 +673,9 @@ async fn write_status(shared: &Arc<Shared>, link: &Link, w: &StatusWrite) -> Res
             .arg(format!("{state}_at"))
             .arg(now_ms)
             .ignore();
+        if !w.class.is_empty() {
+            pipe.cmd("HSET").arg(&key).arg("class").arg(&w.class).ignore();
+        }
         pipe.cmd("PEXPIRE").arg(&key).arg(ttl_ms).ignore();
     }
     let () = pipe.query_async(&mut con).await?;

@@ -2,6 +2,8 @@
 //! status). No thread; each call is one Redis round trip with the GVL
 //! released, bounded by `network_timeout`.
 
+use std::collections::HashMap;
+
 use killer_core::{Client as CoreClient, Settings};
 use magnus::{function, method, prelude::*, Error, RModule, Ruby};
 
@@ -42,8 +44,30 @@ impl Client {
         ruby: &Ruby,
         rb_self: &Self,
         jid: String,
-    ) -> Result<std::collections::HashMap<String, String>, Error> {
+    ) -> Result<HashMap<String, String>, Error> {
         without_gvl(ruby, || rb_self.0.status_details(&jid))?.map_err(|e| to_ruby(ruby, e))
+    }
+
+    /// `[[[record_json, status_hash], ...], [report_json_or_nil, ...],
+    /// [recycle_json, ...]]` for the Web tab; `processes` is
+    /// `[[hostname, pid], ...]`.
+    #[allow(clippy::type_complexity)]
+    fn overview(
+        ruby: &Ruby,
+        rb_self: &Self,
+        processes: Vec<(String, u32)>,
+        limit: usize,
+    ) -> Result<
+        (
+            Vec<(String, HashMap<String, String>)>,
+            Vec<Option<String>>,
+            Vec<String>,
+        ),
+        Error,
+    > {
+        let view = without_gvl(ruby, || rb_self.0.overview(&processes, limit))?
+            .map_err(|e| to_ruby(ruby, e))?;
+        Ok((view.cancels, view.reports, view.recycles))
     }
 
     fn status(ruby: &Ruby, rb_self: &Self, jid: String) -> Result<Option<String>, Error> {
@@ -59,5 +83,6 @@ pub(crate) fn init(ruby: &Ruby, native: RModule) -> Result<(), Error> {
     class.define_method("cancel", method!(Client::cancel, 3))?;
     class.define_method("status_details", method!(Client::status_details, 1))?;
     class.define_method("status", method!(Client::status, 1))?;
+    class.define_method("overview", method!(Client::overview, 2))?;
     Ok(())
 }

@@ -39,6 +39,8 @@ impl Runtime {
         grace: f64,
         network_timeout: f64,
         hard_timeout: Option<f64>,
+        report_interval: f64,
+        hostname: String,
     ) -> Result<Self, Error> {
         let mut s = Settings::new(&redis_url, &key_prefix);
         s.poll_interval = errors::seconds(ruby, "poll_interval", poll_interval)?;
@@ -48,6 +50,8 @@ impl Runtime {
         s.hard_timeout = hard_timeout
             .map(|v| errors::seconds(ruby, "hard_timeout", v))
             .transpose()?;
+        s.report_interval = errors::seconds(ruby, "report_interval", report_interval)?;
+        s.hostname = hostname;
         s.validate().map_err(|e| to_ruby(ruby, e))?;
         let (tx, rx) = unbounded();
         logging::route_to(tx.clone());
@@ -305,7 +309,7 @@ fn memory(ruby: &Ruby, rb_self: &Runtime) -> Result<std::sync::Arc<MemoryWatch>,
 
 pub(crate) fn init(ruby: &Ruby, native: RModule) -> Result<(), Error> {
     let class = native.define_class("Runtime", ruby.class_object())?;
-    class.define_singleton_method("new", function!(Runtime::new, 7))?;
+    class.define_singleton_method("new", function!(Runtime::new, 9))?;
     class.define_method("job_started", method!(Runtime::job_started, 3))?;
     class.define_method("job_finished", method!(Runtime::job_finished, 3))?;
     class.define_method("next_events", method!(Runtime::next_events, 1))?;

@@ -1,0 +1,73 @@
+# frozen_string_literal: true
+
+require "erb"
+require "socket"
+
+module Killer
+  module Web
+    # The Killer tab's routes, registered into Sidekiq::Web (see
+    # Killer::Web.install). Forms carry Sidekiq's own CSRF token
+    # (`csrf_tag`); Sidekiq::Web refuses a POST without it.
+    module Extension
+      VIEWS = File.expand_path("../../../web/views", __dir__)
+      # Templates are read once; Sidekiq renders a String template the same
+      # way in 6, 7 and 8 (Sidekiq 6 ignores a `views:` option).
+      TEMPLATES = %w[killer killer_cancel].to_h { |name| [name, File.read(File.join(VIEWS, "#{name}.erb"))] }.freeze
+
+      # Called by Sidekiq::Web with its application class.
+      def self.registered(app)
+        app.get("/killer") do
+          notice = session&.delete(:killer_notice)
+          begin
+            page = Overview.load
+          rescue Killer::Error => e
+            page = nil
+            notice = "Cannot read Killer's records: #{e.message}"
+          end
+          erb(TEMPLATES["killer"], locals: { page: page, notice: notice })
+        end
+
+        # The confirmation step: what will be cancelled, who asks and why.
+        app.get("/killer/cancel") do
+          Extension.confirm(self, request.params["jid"].to_s)
+        end
+
+        app.post("/killer/cancel") do
+          form = request.params
+          jid = form["jid"].to_s
+          by = form["by"].to_s.strip
+          by = Extension.default_requester(request) if by.empty?
+          begin
+            Killer.cancel(jid, by: by, reason: form["reason"].to_s.strip)
+          rescue ArgumentError, Killer::Error => e
+            next Extension.confirm(self, jid, error: e.message, by: form["by"], reason: form["reason"])
+          end
+          if session
+            session[:killer_by] = form["by"].to_s.strip
+            session[:killer_notice] = "Cancel requested for #{jid} by #{by}."
+          end
+          redirect("#{root_path}killer")
+        end
+      end
+
+      # The confirmation page for `jid` (also shown again, with `error`,
+      # when the cancel was refused).
+      def self.confirm(action, jid, error: nil, by: nil, reason: nil)
+        job = begin
+          Overview.load.jobs.find { |j| j.jid == jid }
+        rescue Killer::Error
+          nil
+        end
+        by ||= action.env["REMOTE_USER"] || action.session&.[](:killer_by)
+        action.erb(TEMPLATES["killer_cancel"],
+                   locals: { jid: jid, job: job, error: error, by: by.to_s, reason: reason.to_s })
+      end
+
+      # Who a cancel from the Web tab is recorded as when the form leaves
+      # "by" empty: the web server's user is no one in particular.
+      def self.default_requester(request)
+        "sidekiq-web (#{request.ip || Socket.gethostname})"
+      end
+    end
+  end
+end

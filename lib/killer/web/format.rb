@@ -1,0 +1,41 @@
+# frozen_string_literal: true
+
+require "json"
+
+module Killer
+  module Web
+    # How the tab writes values; plain Strings, escaped by the templates.
+    module Format
+      ARGS_PREVIEW = 120
+
+      module_function
+
+      # A job's arguments, cut to one line.
+      def args(args)
+        return "" if args.nil?
+
+        text = Array(args).map { |a| arg(a) }.join(", ")
+        text.size > ARGS_PREVIEW ? "#{text[0, ARGS_PREVIEW]}…" : text
+      end
+
+      def arg(value)
+        JSON.generate(value)
+      rescue StandardError
+        value.inspect
+      end
+
+      def duration(seconds)
+        return "" if seconds.nil?
+        return format("%d ms", (seconds * 1000).round) if seconds < 1
+        return format("%.1f s", seconds) if seconds < 60
+        return format("%d min %d s", seconds / 60, seconds % 60) if seconds < 3600
+
+        format("%d h %d min", seconds / 3600, (seconds % 3600) / 60)
+      end
+
+      def time(t) = t.utc.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+      def mb(value) = value.nil? ? "" : "#{value} MB"
+    end
+  end
+end
