@@ -24,10 +24,12 @@ RSpec.configure do |config|
   end
   config.after(:suite) { TestRedis.stop }
   spec_log = Logger.new(File.expand_path("../tmp/spec.log", __dir__).tap { |f| FileUtils.mkdir_p(File.dirname(f)) })
+  # A group tagged `keep_redis: true` tells one story across its examples
+  # and flushes Redis itself, once.
   config.before do |example|
     spec_log.info("--- #{example.full_description}")
     Killer.configuration.logger = spec_log
-    TestRedis.flush
+    TestRedis.flush unless example.metadata[:keep_redis]
     ENV["REDIS_URL"] = TestRedis.url
   end
   config.after { Killer.reset! }

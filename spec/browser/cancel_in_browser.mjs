@@ -38,7 +38,7 @@ const profile = mkdtempSync(join(tmpdir(), "killer-chromium-"));
 const browser = await chromium.launchPersistentContext(profile, {
   executablePath: process.env.KILLER_CHROMIUM ?? "/usr/bin/chromium",
   headless: true,
-  viewport: { width: 1400, height: 900 },
+  viewport: { width: 1280, height: 1180 },
   args: [
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -68,10 +68,12 @@ try {
     return text === "cancelled" ? text : null;
   });
   const cells = await page.locator(`#killer-cancels tr[data-jid="${jid}"] td`).allTextContents();
+  // The process's next report drops the stopped job from the running table.
+  await reloadUntil(page, tab, 10, `job ${jid} to leave the running table`, async (p) => (await p.locator(row).count()) === 0);
   if (process.env.KILLER_SCREENSHOT) {
-    await page.screenshot({ path: process.env.KILLER_SCREENSHOT, fullPage: true });
+    await page.screenshot({ path: process.env.KILLER_SCREENSHOT });
   }
-  console.log(JSON.stringify({ notice, outcome, row: cells.map((c) => c.trim()) }));
+  console.log(JSON.stringify({ notice, outcome, row: cells.map((c) => c.trim()), still_running: false }));
 } catch (e) {
   failed = true;
   console.error(e.stack ?? String(e));

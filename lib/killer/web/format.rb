@@ -35,7 +35,12 @@ module Killer
 
       def time(t) = t.utc.strftime("%Y-%m-%d %H:%M:%S UTC")
 
-      def mb(value) = value.nil? ? "" : "#{value} MB"
+      # 62.1 MB, 2048 MB.
+      def mb(value)
+        return "" if value.nil?
+
+        "#{value == value.round ? value.round : value} MB"
+      end
     end
   end
 end

@@ -8,5 +8,8 @@ require "sidekiq/web"
 require "killer/web"
 Redis.silence_deprecations = true if Redis.respond_to?(:silence_deprecations=)
 
+# Killer's records may live in another Redis than Sidekiq's.
+Killer.configure { |c| c.redis_url = ENV["KILLER_REDIS_URL"] } if ENV["KILLER_REDIS_URL"]
+
 use Rack::Session::Cookie, secret: SecureRandom.hex(64), same_site: true, max_age: 86_400
 run Sidekiq::Web
