@@ -18,7 +18,7 @@ Gem::Specification.new do |spec|
   spec.files = Dir[
     "lib/**/*.rb", "exe/*", "ext/killer/extconf.rb", "ext/killer/Cargo.toml", "ext/killer/README.md",
     "ext/killer/src/**/*.rs", "crates/killer-core/Cargo.toml", "crates/killer-core/src/**/*.rs",
-    "Cargo.toml", "Cargo.lock", ".cargo/config.toml", "README.md", "LICENSE"
+    "Cargo.toml", "Cargo.lock", ".cargo/config.toml", "web/views/*.erb", "README.md", "CHANGELOG.md", "LICENSE"
   ]
   spec.require_paths = ["lib"]
   spec.bindir = "exe"

@@ -33,10 +33,20 @@ RSpec.describe "the installed gem" do
 
   it "ships what it needs and nothing else, and leaves no cargo target behind" do
     expect(@files).to include("Cargo.lock", "Cargo.toml", "ext/killer/extconf.rb", "exe/killer", "lib/killer.rb",
-                              "crates/killer-core/src/lib.rs", "README.md", "LICENSE")
-    expect(@files.grep(%r{\A(spec|bench|target|examples|\.ci)/|\.so\z})).to be_empty
+                              "crates/killer-core/src/lib.rs", "lib/killer/web.rb", "web/views/killer.erb",
+                              "README.md", "CHANGELOG.md", "LICENSE")
+    expect(@files.grep(%r{\A(spec|bench|target|examples|docs|\.ci)/|\.so\z|node_modules})).to be_empty
     installed = Dir[File.join(@home, "gems", "sidekiq-killer-*")].first
     expect(Dir.exist?(File.join(installed, "target"))).to be(false)
+  end
+
+  it "loads the Web tab, with its templates, from the installed gem" do
+    script = 'require "killer/web"; print Sidekiq::Web.tabs["Killer"], " ", $LOADED_FEATURES.grep(%r{killer/web/extension}).first'
+    out, err, status = Open3.capture3(gem_env, "ruby", "-e", script, chdir: @dir)
+    expect(status).to be_success, err
+    tab, file = out.split(" ")
+    expect(tab).to eq("killer")
+    expect(file).to start_with(@home)
   end
 
   it "runs a sample app under sidekiq and cancels its job with the installed killer command" do

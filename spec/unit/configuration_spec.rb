@@ -14,6 +14,7 @@ RSpec.describe Killer::Configuration do
     expect(config.default_timeout).to be_nil
     expect(config.on_timeout).to eq(:retry)
     expect(config.exit_with_parent).to be(false)
+    expect(config.report_interval).to eq(5.0)
   end
 
   it "takes redis_url from the setting, then REDIS_URL, then Sidekiq's own Redis" do
@@ -39,7 +40,8 @@ RSpec.describe Killer::Configuration do
     hard_timeout: [0, -1, "60"],
     default_timeout: [0, -1, "300", 604_801],
     on_timeout: [:kill, nil, 1],
-    exit_with_parent: [nil, "true", 1]
+    exit_with_parent: [nil, "true", 1],
+    report_interval: [0, 0.05, 3601, "5", nil]
   }.each do |option, bad_values|
     bad_values.each do |bad|
       it "refuses #{option} = #{bad.inspect} with an ArgumentError naming it" do

@@ -121,7 +121,10 @@ impl Client {
             .with_conn(|c| {
                 let mut pipe = redis::pipe();
                 pipe.cmd("LRANGE").arg(self.keys.history()).arg(0).arg(last);
-                pipe.cmd("LRANGE").arg(self.keys.recycles()).arg(0).arg(last);
+                pipe.cmd("LRANGE")
+                    .arg(self.keys.recycles())
+                    .arg(0)
+                    .arg(last);
                 if processes.is_empty() {
                     let (h, r): (Vec<String>, Vec<String>) = pipe.query(c)?;
                     return Ok((h, r, Vec::new()));

@@ -223,7 +223,10 @@ mod tests {
         let Started::Run(_) = r.start(ids(&["a", "aj-1"]), "Old".into(), now) else {
             panic!("should run")
         };
-        assert_eq!(r.request_cancel("aj-1", later + DAY, later), Reaction::Interrupt(2));
+        assert_eq!(
+            r.request_cancel("aj-1", later + DAY, later),
+            Reaction::Interrupt(2)
+        );
         let jobs = r.running_jobs();
         assert_eq!(jobs.len(), 2);
         assert_eq!((jobs[0].jid.as_str(), jobs[0].class.as_str()), ("a", "Old"));

@@ -89,14 +89,17 @@ impl Shared {
                 cancel_requested: j.cancel_requested,
             })
             .collect();
-        let memory = self.memory().and_then(|w| w.status().ok()).map(|m| MemoryReport {
-            bytes: m.bytes,
-            soft: m.soft,
-            hard: m.hard,
-            state: m.phase,
-            reason: m.reason,
-            top: m.top,
-        });
+        let memory = self
+            .memory()
+            .and_then(|w| w.status().ok())
+            .map(|m| MemoryReport {
+                bytes: m.bytes,
+                soft: m.soft,
+                hard: m.hard,
+                state: m.phase,
+                reason: m.reason,
+                top: m.top,
+            });
         ProcessReport {
             hostname: self.settings.hostname.clone(),
             pid: std::process::id(),
@@ -165,8 +168,14 @@ pub(crate) async fn reporter(shared: &Arc<Shared>) {
     loop {
         match timeout(shared.settings.network_timeout, shared.publish_report()).await {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => debug!(event = "report.failed", "cannot publish the process report: {e}"),
-            Err(_) => debug!(event = "report.failed", "publishing the process report timed out"),
+            Ok(Err(e)) => debug!(
+                event = "report.failed",
+                "cannot publish the process report: {e}"
+            ),
+            Err(_) => debug!(
+                event = "report.failed",
+                "publishing the process report timed out"
+            ),
         }
         sleep(shared.settings.report_interval).await;
     }

@@ -674,7 +674,11 @@ async fn write_status(shared: &Arc<Shared>, link: &Link, w: &StatusWrite) -> Res
             .arg(now_ms)
             .ignore();
         if !w.class.is_empty() {
-            pipe.cmd("HSET").arg(&key).arg("class").arg(&w.class).ignore();
+            pipe.cmd("HSET")
+                .arg(&key)
+                .arg("class")
+                .arg(&w.class)
+                .ignore();
         }
         pipe.cmd("PEXPIRE").arg(&key).arg(ttl_ms).ignore();
     }

@@ -35,13 +35,20 @@ fn the_report_lists_running_jobs_with_their_cancel_state_and_expires() {
     let Started::Run(token) = w.job_started(vec!["j1".into()], "ExportJob", None).unwrap() else {
         panic!("j1 should run")
     };
-    assert!(wait_until(Duration::from_secs(3), || jobs(&redis, "host-a").len() == 1));
+    assert!(wait_until(Duration::from_secs(3), || jobs(
+        &redis, "host-a"
+    )
+    .len()
+        == 1));
     let r = report(&redis, "host-a").unwrap();
     assert_eq!(r["hostname"], "host-a");
     assert_eq!(r["pid"], std::process::id());
     assert!(r["memory"].is_null(), "no memory watch here: {r}");
     let job = &r["jobs"][0];
-    assert_eq!((job["jid"].as_str(), job["class"].as_str()), (Some("j1"), Some("ExportJob")));
+    assert_eq!(
+        (job["jid"].as_str(), job["class"].as_str()),
+        (Some("j1"), Some("ExportJob"))
+    );
     assert_eq!(job["cancel_requested"], false);
     let started = job["started_at"].as_u64().unwrap();
     assert!(started <= r["at"].as_u64().unwrap());
@@ -49,10 +56,15 @@ fn the_report_lists_running_jobs_with_their_cancel_state_and_expires() {
     client.cancel("j1").unwrap();
     next_cancel(&rx, Duration::from_secs(2)).expect("cancel delivered");
     assert!(wait_until(Duration::from_secs(3), || {
-        jobs(&redis, "host-a").first().is_some_and(|j| j["cancel_requested"] == true)
+        jobs(&redis, "host-a")
+            .first()
+            .is_some_and(|j| j["cancel_requested"] == true)
     }));
     w.job_finished(token, Outcome::Cancelled, "j1").unwrap();
-    assert!(wait_until(Duration::from_secs(3), || jobs(&redis, "host-a").is_empty()));
+    assert!(wait_until(Duration::from_secs(3), || jobs(
+        &redis, "host-a"
+    )
+    .is_empty()));
 
     // Written with a TTL: a process that stops vanishes from the tab.
     let pttl: i64 = redis::cmd("PTTL")
@@ -61,7 +73,10 @@ fn the_report_lists_running_jobs_with_their_cancel_state_and_expires() {
         .unwrap();
     assert!((1..=2000).contains(&pttl), "pttl {pttl}");
     w.shutdown();
-    assert!(wait_until(Duration::from_secs(4), || report(&redis, "host-a").is_none()));
+    assert!(wait_until(Duration::from_secs(4), || report(
+        &redis, "host-a"
+    )
+    .is_none()));
 }
 
 #[test]
@@ -94,13 +109,18 @@ fn the_overview_pairs_each_cancel_with_its_outcome_and_reads_reports_and_recycle
     })
     .unwrap();
 
-    let Started::Run(token) = w.job_started(vec!["stopped".into()], "ReportJob", None).unwrap()
+    let Started::Run(token) = w
+        .job_started(vec!["stopped".into()], "ReportJob", None)
+        .unwrap()
     else {
         panic!("should run")
     };
-    client.cancel_by("stopped", "alice", "stuck export").unwrap();
+    client
+        .cancel_by("stopped", "alice", "stuck export")
+        .unwrap();
     next_cancel(&rx, Duration::from_secs(2)).expect("cancel delivered");
-    w.job_finished(token, Outcome::Cancelled, "stopped").unwrap();
+    w.job_finished(token, Outcome::Cancelled, "stopped")
+        .unwrap();
     assert!(wait_until(Duration::from_secs(3), || {
         client.status("stopped").unwrap() == Some(JobStatus::Cancelled)
     }));
@@ -111,25 +131,49 @@ fn the_overview_pairs_each_cancel_with_its_outcome_and_reads_reports_and_recycle
     let mut view = client.overview(&[me.clone(), gone.clone()], 10).unwrap();
     assert!(wait_until(Duration::from_secs(3), || {
         view = client.overview(&[me.clone(), gone.clone()], 10).unwrap();
-        !view.recycles.is_empty() && view.reports[0].as_deref().is_some_and(|r| r.contains("\"memory\":{"))
+        !view.recycles.is_empty()
+            && view.reports[0]
+                .as_deref()
+                .is_some_and(|r| r.contains("\"memory\":{"))
     }));
 
     assert_eq!(view.cancels.len(), 2);
     let (newest, newest_status) = &view.cancels[0];
-    assert!(newest.contains("\"pending\"") && newest.contains("\"bob\""), "{newest}");
-    assert_eq!(newest_status.get("state").map(String::as_str), Some("requested"));
+    assert!(
+        newest.contains("\"pending\"") && newest.contains("\"bob\""),
+        "{newest}"
+    );
+    assert_eq!(
+        newest_status.get("state").map(String::as_str),
+        Some("requested")
+    );
     let (older, older_status) = &view.cancels[1];
     assert!(older.contains("stuck export"), "{older}");
-    assert_eq!(older_status.get("state").map(String::as_str), Some("cancelled"));
-    assert_eq!(older_status.get("class").map(String::as_str), Some("ReportJob"));
+    assert_eq!(
+        older_status.get("state").map(String::as_str),
+        Some("cancelled")
+    );
+    assert_eq!(
+        older_status.get("class").map(String::as_str),
+        Some("ReportJob")
+    );
     assert!(older_status.contains_key("cancelled_at") && older_status.contains_key("requested_at"));
 
     assert_eq!(view.reports.len(), 2);
-    assert!(view.reports[1].is_none(), "no report for a process that never ran");
+    assert!(
+        view.reports[1].is_none(),
+        "no report for a process that never ran"
+    );
     let event: serde_json::Value = serde_json::from_str(&view.recycles[0]).unwrap();
-    assert_eq!((event["hostname"].as_str(), event["pid"].as_u64()), (Some("host-b"), Some(u64::from(me.1))));
+    assert_eq!(
+        (event["hostname"].as_str(), event["pid"].as_u64()),
+        (Some("host-b"), Some(u64::from(me.1)))
+    );
     assert_eq!(event["limit"], 1);
-    assert!(!event["message"].as_str().unwrap_or_default().is_empty(), "{event}");
+    assert!(
+        !event["message"].as_str().unwrap_or_default().is_empty(),
+        "{event}"
+    );
 
     let e = client.overview(&[], 0).unwrap_err().to_string();
     assert!(e.contains("limit") && e.contains('0'), "{e}");

@@ -1,0 +1,47 @@
+# frozen_string_literal: true
+
+require "killer/web"
+
+# Killer::Web.install picks Sidekiq's extension API by feature, not by
+# version. Sidekiq 6.4.1 is the real one (the only Sidekiq on this
+# machine); 7.3 and 8 are stand-ins with the exact signatures of their
+# `Sidekiq::Web.register` and `Sidekiq::Web::Config#register_extension`.
+RSpec.describe Killer::Web do
+  it "registers the tab and its routes in this Sidekiq (6.x: register + tabs)" do
+    expect(Sidekiq::Web.tabs).to include("Killer" => "killer")
+    routes = Sidekiq::WebApplication.instance_variable_get(:@routes)
+    expect(routes.values.flatten.map(&:pattern)).to include("/killer", "/killer/cancel")
+    expect(described_class.install).to be(false), "a second install changes nothing"
+  end
+
+  it "uses 7.3's register(klass, name:, tab:, index:)" do
+    web = Class.new do
+      def self.tabs = (@tabs ||= {})
+
+      def self.register(extension, name:, tab:, index:, root_dir: nil, asset_paths: nil, cache_for: 86_400)
+        (@calls ||= []) << [extension, name, tab, index, root_dir, asset_paths, cache_for]
+        tabs[tab] = index
+      end
+
+      def self.calls = @calls
+    end
+    expect(described_class.install(web)).to be(true)
+    expect(web.calls).to eq([[Killer::Web::Extension, "killer", "Killer", "killer", nil, nil, 86_400]])
+  end
+
+  it "uses 8's configure { |c| c.register_extension(...) }" do
+    config = Class.new do
+      attr_reader :calls
+
+      def register_extension(extclass, name:, tab:, index:, root_dir: nil, cache_for: 86_400, asset_paths: nil)
+        (@calls ||= []) << [extclass, name, tab, index, root_dir, cache_for, asset_paths]
+      end
+    end.new
+    web = Class.new do
+      define_singleton_method(:configure) { |&block| block.call(config) }
+      def self.register(*) = raise("8 has no class-level register for extensions")
+    end
+    expect(described_class.install(web)).to be(true)
+    expect(config.calls).to eq([[Killer::Web::Extension, "killer", "Killer", "killer", nil, 86_400, nil]])
+  end
+end
