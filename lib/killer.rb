@@ -36,6 +36,7 @@ module Killer
       configuration
     end
 
+    # The one Killer::Configuration of this process (built on first use).
     def configuration
       @configuration ||= Configuration.new
     end
@@ -65,7 +66,8 @@ module Killer
     # the job), :cancelled (the job was stopped or never started),
     # :finished (the job ended on its own first), or nil (no request known).
     # With `verbose: true`, a Hash: { state:, requested_at:, by:, reason:,
-    # cancelled_at: or finished_at: } (times as Time), or nil.
+    # cancelled_at: or finished_at:, class: (once the job has ended) }
+    # (times as Time), or nil.
     def status(jid, verbose: false)
       jid = Validation.jid!(jid)
       raise ArgumentError, "verbose must be true or false, got #{verbose.inspect}" unless [true, false].include?(verbose)

@@ -18,6 +18,8 @@ module Killer
       @options = options
     end
 
+    # Runs the job so that Killer.cancel can stop it, by jid or, for
+    # ActiveJob, by job_id. Called by Sidekiq for every job.
     def call(_worker, job, _queue, &block)
       Guard.run(ids(job), job["wrapped"] || job["class"], job["killer"], &block)
     end

@@ -14,6 +14,7 @@ module Killer
   # and `perform_without_killer` runs the body unprotected. Works for
   # Sidekiq workers (jid) and ActiveJob jobs (job_id, provider_job_id).
   module Cancellable
+    # Wraps `perform` of the including class (and its subclasses).
     def self.included(base)
       base.prepend(Wrap)
       base.extend(ClassMethods)
@@ -21,6 +22,7 @@ module Killer
 
     # Subclasses get the wrapper in front of their own `perform` too.
     module ClassMethods
+      # Puts the wrapper in front of the subclass's `perform` as well.
       def inherited(subclass)
         super
         subclass.prepend(Wrap)
@@ -29,6 +31,7 @@ module Killer
 
     # Prepended: routes `perform` through `perform_with_killer` once.
     module Wrap
+      # Runs the job through perform_with_killer, once per call.
       def perform(*args, **kwargs, &block)
         return super if @killer_wrapped
 
@@ -36,6 +39,9 @@ module Killer
       end
     end
 
+    # Runs `perform`'s body so that Killer.cancel (and a deadline) can stop
+    # it. Returns the body's value, or nil if the job was cancelled (before
+    # it started, or while running). What `perform` calls.
     def perform_with_killer(*args, **kwargs, &block)
       outer = !@killer_wrapped
       @killer_wrapped = true
@@ -44,6 +50,8 @@ module Killer
       @killer_wrapped = false if outer
     end
 
+    # Runs `perform`'s body without Killer: no cancel, no deadline. For
+    # tests and for callers that must not be interrupted.
     def perform_without_killer(*args, **kwargs, &block)
       body = method(:perform)
       body = body.super_method while body && body.owner == Wrap

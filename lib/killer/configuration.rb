@@ -56,6 +56,7 @@ module Killer
     # Where Killer logs. Default: Sidekiq.logger.
     attr_writer :logger
 
+    # Every option at its default (see the readers above).
     def initialize
       @redis_url = nil
       @key_prefix = DEFAULT_KEY_PREFIX
@@ -82,6 +83,8 @@ module Killer
       @redis_url || ENV.fetch("REDIS_URL", nil) || SidekiqRedis.url || "redis://localhost:6379/0"
     end
 
+    # Sets #redis_url: a String starting with redis://, rediss://, unix:// or
+    # redis+unix://.
     def redis_url=(url)
       scheme = url.is_a?(String) && url[%r{\A([a-z+]+)://}, 1]
       unless URL_SCHEMES.include?(scheme)
@@ -91,6 +94,7 @@ module Killer
       reset { @redis_url = url }
     end
 
+    # Sets #key_prefix: 1 to 200 characters, no whitespace.
     def key_prefix=(prefix)
       unless prefix.is_a?(String) && prefix.size.between?(1, 200) && !prefix.match?(/\s/)
         raise ArgumentError, "key_prefix must be a String of 1 to 200 characters without whitespace, got #{prefix.inspect}"
@@ -99,44 +103,54 @@ module Killer
       reset { @key_prefix = prefix.dup.freeze }
     end
 
+    # Sets #poll_interval: 0.01 to 3600 seconds.
     def poll_interval=(seconds)
       reset { @poll_interval = Validation.seconds!("poll_interval", seconds, min: 0.01, max: 3600) }
     end
 
+    # Sets #cancel_ttl: 1 second to 365 days.
     def cancel_ttl=(seconds)
       reset { @cancel_ttl = Validation.seconds!("cancel_ttl", seconds, min: 1, max: 365 * 86_400) }
     end
 
+    # Sets #grace: 0.01 to 86400 seconds.
     def grace=(seconds)
       reset { @grace = Validation.seconds!("grace", seconds, min: 0.01, max: 86_400) }
     end
 
+    # Sets #network_timeout: 0.01 to 600 seconds.
     def network_timeout=(seconds)
       reset { @network_timeout = Validation.seconds!("network_timeout", seconds, min: 0.01, max: 600) }
     end
 
+    # Sets #hard_timeout: 1 to 86400 seconds, or nil (never).
     def hard_timeout=(seconds)
       reset { @hard_timeout = Validation.seconds!("hard_timeout", seconds, min: 1, max: 86_400, allow_nil: true) }
     end
 
+    # Sets #report_interval: 0.1 to 3600 seconds.
     def report_interval=(seconds)
       reset { @report_interval = Validation.seconds!("report_interval", seconds, min: 0.1, max: 3600) }
     end
 
+    # Sets #default_timeout: 0.001 seconds to 7 days, or nil (no deadline).
     def default_timeout=(seconds)
       reset { @default_timeout = Validation.seconds!("default_timeout", seconds, min: 0.001, max: 604_800, allow_nil: true) }
     end
 
+    # Sets #exit_with_parent: true or false.
     def exit_with_parent=(value)
       raise ArgumentError, "exit_with_parent must be true or false, got #{value.inspect}" unless [true, false].include?(value)
 
       reset { @exit_with_parent = value }
     end
 
+    # Sets #on_timeout: :retry or :discard.
     def on_timeout=(value)
       reset { @on_timeout = JobOptions.on_timeout!(value, "on_timeout") }
     end
 
+    # Where Killer logs: the logger set, else Sidekiq.logger.
     def logger
       @logger || ::Sidekiq.logger
     end

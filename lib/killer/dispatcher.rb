@@ -9,6 +9,7 @@ module Killer
     # Upper bound of one native wait; only matters if a wake-up were lost.
     WAIT = 5.0
 
+    # Starts the thread; Runtime owns it and shares `jobs`, `leases`, `lock`.
     def initialize(native, jobs, leases, lock, logger)
       @native = native
       @jobs = jobs
@@ -23,6 +24,7 @@ module Killer
     # MemoryMiddleware's on_recycle callable, if any.
     attr_writer :on_recycle
 
+    # False once the thread has ended (stopped, or killed by someone).
     def alive?
       @thread.alive?
     end

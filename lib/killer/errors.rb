@@ -12,6 +12,7 @@ module Killer
     # Internal: which registration this raise belongs to.
     attr_reader :token
 
+    # Built by Killer's dispatcher; `jid` names the cancelled job.
     def initialize(message = nil, jid: nil, attempt: 1, token: nil)
       @jid = jid
       @attempt = attempt
@@ -25,6 +26,7 @@ module Killer
   # With `on_timeout: :retry` (the default) it leaves `perform`, so Sidekiq
   # counts a failure and retries; with `:discard` the job just ends.
   class Timeout < Cancelled
+    # Built by Killer's dispatcher when a deadline passes.
     def initialize(message = nil, jid: nil, attempt: 1, token: nil)
       super(message || "job #{jid} ran past its timeout", jid: jid, attempt: attempt, token: token)
     end
@@ -40,6 +42,7 @@ module Killer
     # Internal: which holding this raise belongs to.
     attr_reader :id
 
+    # Built by Killer's dispatcher when a renewal fails; `reason` says how.
     def initialize(name:, reason:, id: nil)
       @name = name
       @reason = reason

@@ -24,6 +24,7 @@ module Killer
        on_timeout!(on_timeout, "sidekiq_options killer: on_timeout")]
     end
 
+    # `value` if it is :retry or :discard; else ArgumentError naming `name`.
     def on_timeout!(value, name)
       value = value.to_sym if value.is_a?(String)
       return value if ON_TIMEOUT.include?(value)
@@ -31,6 +32,7 @@ module Killer
       raise ArgumentError, "#{name} must be :retry or :discard, got #{value.inspect}"
     end
 
+    # A job's `killer:` options, validated once per distinct Hash.
     def fetch(raw, key)
       return raw[key] if raw.key?(key)
       return raw[key.to_sym] if raw.key?(key.to_sym)

@@ -7,6 +7,7 @@ module Killer
   module Log
     module_function
 
+    # One line in `logger`, tagged with the jid the way Sidekiq tags its own.
     def write(logger, level, jid, message)
       line = "killer: #{message}"
       return logger.public_send(level, line) unless jid
@@ -15,6 +16,7 @@ module Killer
       ::Sidekiq::Context.with(jid: jid) { logger.public_send(level, line) }
     end
 
+    # Whether `logger` formats Sidekiq's context (the jid) itself.
     def sidekiq_formatted?(logger)
       defined?(::Sidekiq::Logger::Formatters::Base) &&
         defined?(::Sidekiq::Context) && ::Sidekiq::Context.respond_to?(:with) &&

@@ -19,6 +19,7 @@ module Killer
 
     attr_reader(*DEFAULTS.keys)
 
+    # Validates `options` (MemoryMiddleware's); ArgumentError names the bad one.
     def initialize(options)
       raise ArgumentError, "Killer::MemoryMiddleware options must be a Hash, got #{options.inspect}" unless options.is_a?(Hash)
 

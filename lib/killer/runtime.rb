@@ -6,6 +6,7 @@ module Killer
   # per Sidekiq server process (Killer.configuration.runtime); none in
   # consoles or web processes.
   class Runtime
+    # Starts the native watcher and the dispatcher with `config`'s settings.
     def initialize(config)
       @logger = config.logger
       @native = Native::Runtime.new(
@@ -26,6 +27,7 @@ module Killer
       @native.forked?
     end
 
+    # False once the dispatcher thread has ended.
     def alive?
       @dispatcher.alive?
     end
@@ -60,15 +62,18 @@ module Killer
       @native.exit_with_parent(SidekiqInfo.timeout + 5)
     end
 
+    # MemoryMiddleware, as a job starts: a token for memory_job_finished.
     def memory_job_started(options, class_name, jid)
       enable_memory(options) unless @memory
       @native.memory_job_started(class_name.to_s, jid.to_s)
     end
 
+    # MemoryMiddleware, as a job ends: records what it grew the process by.
     def memory_job_finished(token)
       @native.memory_job_finished(token)
     end
 
+    # What Killer.memory_status returns.
     def memory_status
       bytes, soft, hard, state, busy, reason, top = @native.memory_status
       return nil unless bytes

@@ -7,6 +7,7 @@ module Killer
   module Server
     module_function
 
+    # Hooks Sidekiq's startup and shutdown events (once).
     def install
       ::Sidekiq.configure_server do |config|
         config.on(:startup) do

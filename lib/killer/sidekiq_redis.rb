@@ -8,6 +8,7 @@ module Killer
   module SidekiqRedis
     module_function
 
+    # The URL of the Redis Sidekiq is configured with, or nil.
     def url
       ::Sidekiq.redis do |conn|
         if conn.respond_to?(:connection) && conn.connection.is_a?(Hash)
@@ -22,6 +23,7 @@ module Killer
       nil
     end
 
+    # `url` with the username and password Sidekiq was given separately.
     def with_auth(url, username, password)
       return url unless url && password
 

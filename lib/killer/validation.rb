@@ -9,6 +9,7 @@ module Killer
   module Validation
     module_function
 
+    # `jid` if usable as a jid; else ArgumentError naming the value.
     def jid!(jid)
       unless jid.is_a?(String) && !jid.empty?
         raise ArgumentError, "jid must be a non-empty String (a Sidekiq jid or ActiveJob job_id), got #{jid.inspect}"
@@ -41,6 +42,8 @@ module Killer
       "#{user}@#{Socket.gethostname}"
     end
 
+    # `value` as Float seconds within min..max; else ArgumentError naming
+    # `name` and the value.
     def seconds!(name, value, min:, max:, allow_nil: false)
       return nil if value.nil? && allow_nil
 

@@ -42,6 +42,7 @@ module Killer
       true
     end
 
+    # Sidekiq 7.3's keyword `register`, or 6.x/7.0's `register` + `tabs`.
     def self.register(web, options)
       if web.method(:register).parameters.any? { |_, name| name == :tab }
         web.register(Extension, **options)

@@ -18,12 +18,14 @@ module Killer
         text.size > ARGS_PREVIEW ? "#{text[0, ARGS_PREVIEW]}…" : text
       end
 
+      # One argument as JSON (inspect if it is not JSON-able).
       def arg(value)
         JSON.generate(value)
       rescue StandardError
         value.inspect
       end
 
+      # 12 ms, 3.4 s, 5 min 2 s, 1 h 3 min.
       def duration(seconds)
         return "" if seconds.nil?
         return format("%d ms", (seconds * 1000).round) if seconds < 1
@@ -33,6 +35,7 @@ module Killer
         format("%d h %d min", seconds / 3600, (seconds % 3600) / 60)
       end
 
+      # A Time as UTC, to the second.
       def time(t) = t.utc.strftime("%Y-%m-%d %H:%M:%S UTC")
 
       # 62.1 MB, 2048 MB.

@@ -13,6 +13,7 @@ module Killer
       # one Sidekiq heartbeat; nil until then.
       Job = Struct.new(:jid, :class_name, :process, :thread, :queue, :args, :started_at, :cancel_requested,
                        keyword_init: true) do
+        # Seconds since the job started.
         def runtime = Time.now - started_at
       end
 
@@ -43,6 +44,7 @@ module Killer
         new(client, limit)
       end
 
+      # Use Overview.load.
       def initialize(client, limit)
         sidekiq_processes = ::Sidekiq::ProcessSet.new.to_a
         hosts = sidekiq_processes.map { |p| [p["hostname"].to_s, Integer(p["pid"])] }
