@@ -24,10 +24,8 @@ module Killer
     # this Sidekiq has (feature-detected, not version-matched):
     # Sidekiq 8's `configure { |c| c.register_extension(...) }`, 7.3's
     # `register(klass, name:, tab:, index:)`, or 6.x/7.0's `register(klass)`
-    # plus `tabs`. Safe to call twice.
+    # plus `tabs`. `require "killer/web"` calls it once.
     def self.install(web = ::Sidekiq::Web)
-      return false if @installed_in.equal?(web)
-
       options = { name: "killer", tab: TAB, index: INDEX }
       if web.respond_to?(:configure)
         web.configure do |config|
@@ -38,7 +36,6 @@ module Killer
       else
         register(web, options)
       end
-      @installed_in = web
       true
     end
 

@@ -666,20 +666,17 @@ async fn write_status(shared: &Arc<Shared>, link: &Link, w: &StatusWrite) -> Res
     pipe.atomic();
     for id in &w.ids {
         let key = shared.keys.status(id);
-        pipe.cmd("HSET")
+        let hset = pipe
+            .cmd("HSET")
             .arg(&key)
             .arg("state")
             .arg(state)
             .arg(format!("{state}_at"))
-            .arg(now_ms)
-            .ignore();
+            .arg(now_ms);
         if !w.class.is_empty() {
-            pipe.cmd("HSET")
-                .arg(&key)
-                .arg("class")
-                .arg(&w.class)
-                .ignore();
+            hset.arg("class").arg(&w.class);
         }
+        hset.ignore();
         pipe.cmd("PEXPIRE").arg(&key).arg(ttl_ms).ignore();
     }
     let () = pipe.query_async(&mut con).await?;

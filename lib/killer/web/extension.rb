@@ -54,7 +54,7 @@ module Killer
       # when the cancel was refused).
       def self.confirm(action, jid, error: nil, by: nil, reason: nil)
         job = begin
-          Overview.load.jobs.find { |j| j.jid == jid }
+          Overview.load(limit: 1).jobs.find { |j| j.jid == jid }
         rescue Killer::Error
           nil
         end
