@@ -28,6 +28,7 @@ module Killer
       Redis: --redis-url, else REDIS_URL, else redis://localhost:6379/0.
     TEXT
 
+    # `argv` as the command line gave it; answers go to `out`, problems to `err`.
     def initialize(argv, out: $stdout, err: $stderr)
       @argv = argv.dup
       @out = out
