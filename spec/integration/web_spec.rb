@@ -143,6 +143,13 @@ RSpec.describe "The Killer tab in Sidekiq::Web", keep_redis: true do
     end
   end
 
+  it "escapes what operators typed: a reason is text, never markup" do
+    Killer.cancel("xss-1", by: "<b>eve</b>", reason: %(<script>alert("x")</script>))
+    row = page[%r{<tr data-jid="xss-1">.*?</tr>}m]
+    expect(row).to include("&lt;b&gt;eve&lt;/b&gt;", "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;")
+    expect(row).not_to include("<script>", "<b>")
+  end
+
   it "says so on the tab, instead of failing, when Killer's Redis is unreachable" do
     dead = RedisServer.new.url
     web = WebServer.new(redis_url: TestRedis.url, env: { "KILLER_REDIS_URL" => dead }).start

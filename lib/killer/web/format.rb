@@ -1,5 +1,6 @@
 # frozen_string_literal: true
 
+require "erb"
 require "json"
 
 module Killer
@@ -9,6 +10,10 @@ module Killer
       ARGS_PREVIEW = 120
 
       module_function
+
+      # HTML-escaped, for the templates (not relying on Sidekiq's own `h`,
+      # whose home moved between versions).
+      def h(value) = ERB::Util.html_escape(value.to_s)
 
       # A job's arguments, cut to one line.
       def args(args)
