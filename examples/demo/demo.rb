@@ -5,6 +5,7 @@
 # live jobs, then a bloated process recycling itself.
 require "killer"
 require "sidekiq/api"
+require "killer/web"
 require_relative "app" # the console knows the job classes, as a Rails console would
 require "socket"
 require "tmpdir"
@@ -148,6 +149,16 @@ begin
   note "A process manager (systemd, Kubernetes) would now start a fresh one."
   hello = HelloJob.perform_async("after the recycle")
   note "Meanwhile pid #{sidekiq_pid} keeps working: #{wait_for(10, "hello") { Sidekiq.redis { |r| r.get("demo:done:#{hello}") } }}"
+
+  say "What the Killer tab in Sidekiq's Web UI shows now (require \"killer/web\"; README, \"The Web tab\")"
+  tab = Killer::Web::Overview.load(limit: 20)
+  tab.cancels.first(3).each do |c|
+    note "cancel #{c.jid} (#{c.class_name}) by #{c.by}: #{c.outcome}#{c.latency ? " after #{Killer::Web::Format.duration(c.latency)}" : ""}"
+  end
+  tab.recycles.reverse.each { |r| note "#{r.process} #{r.state}: #{r.message}" }
+  tab.processes.each do |p|
+    note "process #{p.identity}: #{p.busy}/#{p.concurrency} busy#{p.memory ? ", #{p.memory[:rss_mb]} MB" : ""}"
+  end
 
   say "Stopping Sidekiq with TERM (its watcher and dispatcher threads stop with it)"
   t0 = now
