@@ -21,17 +21,22 @@ module Killer
     INDEX = "killer"
 
     # Registers the tab with Sidekiq::Web, through whichever extension API
-    # this Sidekiq has (feature-detected, not version-matched):
-    # Sidekiq 8's `configure { |c| c.register_extension(...) }`, 7.3's
-    # `register(klass, name:, tab:, index:)`, or 6.x/7.0's `register(klass)`
-    # plus `tabs`. `require "killer/web"` calls it once.
+    # this Sidekiq has (feature-detected, not version-matched): the config
+    # `Sidekiq::Web.configure` yields (8.x: `register_extension`; 8.0.0 and
+    # 7.3.7: `register`), 7.3's `register(klass, name:, tab:, index:)`, or
+    # 6.x/7.0's `register(klass)` plus `tabs`. `require "killer/web"` calls
+    # it once.
     def self.install(web = ::Sidekiq::Web)
       options = { name: "killer", tab: TAB, index: INDEX }
       if web.respond_to?(:configure)
         web.configure do |config|
-          next config.register_extension(Extension, **options) if config.respond_to?(:register_extension)
-
-          register(web, options)
+          if config.respond_to?(:register_extension)
+            config.register_extension(Extension, **options)
+          elsif config.respond_to?(:register)
+            config.register(Extension, **options)
+          else
+            register(web, options)
+          end
         end
       else
         register(web, options)

@@ -44,6 +44,15 @@ module Killer
         new(client, limit)
       end
 
+      # [job Hash, queue] of one entry of Sidekiq's work set: a Hash whose
+      # payload is parsed (Sidekiq 6) or a Sidekiq::Work whose payload is
+      # the job's JSON (7, 8).
+      def self.work_entry(work)
+        payload, queue = work.respond_to?(:payload) ? [work.payload, work.queue] : [work["payload"], work["queue"]]
+        payload = JSON.parse(payload) if payload.is_a?(String)
+        [payload.is_a?(Hash) ? payload : {}, queue]
+      end
+
       # Use Overview.load.
       def initialize(client, limit)
         sidekiq_processes = ::Sidekiq::ProcessSet.new.to_a
@@ -67,9 +76,8 @@ module Killer
       def work_by_jid
         set = defined?(::Sidekiq::WorkSet) ? ::Sidekiq::WorkSet.new : ::Sidekiq::Workers.new
         set.each_with_object({}) do |(identity, tid, work), by_jid|
-          payload, queue = work.respond_to?(:payload) ? [work.payload, work.queue] : [work["payload"], work["queue"]]
-          payload = JSON.parse(payload) if payload.is_a?(String)
-          by_jid[payload["jid"]] = [identity, tid, queue, payload["args"]] if payload.is_a?(Hash)
+          payload, queue = Overview.work_entry(work)
+          by_jid[payload["jid"]] = [identity, tid, queue, payload["args"]] if payload["jid"]
         end
       end
 

@@ -28,6 +28,22 @@ RSpec.describe Killer::Web do
     expect(web.calls).to eq([[Killer::Web::Extension, "killer", "Killer", "killer", nil, nil, 86_400]])
   end
 
+  it "uses the register of the config that 8.0.0's and 7.3.7's configure yields" do
+    config = Class.new do
+      attr_reader :calls
+
+      def register(extclass, name:, tab:, index:, root_dir: nil, cache_for: 86_400, asset_paths: nil)
+        (@calls ||= []) << [extclass, name, tab, index, root_dir, cache_for, asset_paths]
+      end
+    end.new
+    web = Class.new do
+      define_singleton_method(:configure) { |&block| block.call(config) }
+      def self.register(*) = raise("the deprecated class-level register must not be used")
+    end
+    expect(described_class.install(web)).to be(true)
+    expect(config.calls).to eq([[Killer::Web::Extension, "killer", "Killer", "killer", nil, 86_400, nil]])
+  end
+
   it "uses 8's configure { |c| c.register_extension(...) }" do
     config = Class.new do
       attr_reader :calls
@@ -42,5 +58,24 @@ RSpec.describe Killer::Web do
     end
     expect(described_class.install(web)).to be(true)
     expect(config.calls).to eq([[Killer::Web::Extension, "killer", "Killer", "killer", nil, 86_400, nil]])
+  end
+end
+
+# Sidekiq's work set yields a Hash with a parsed payload in 6 (the real one
+# here) and a Sidekiq::Work whose payload is the job's JSON in 7 and 8.
+RSpec.describe Killer::Web::Overview do
+  job = { "jid" => "abc123", "class" => "ExportJob", "args" => [1, "x"] }
+
+  it "reads a Sidekiq 6 work Hash" do
+    expect(described_class.work_entry({ "queue" => "default", "payload" => job })).to eq([job, "default"])
+  end
+
+  it "reads a Sidekiq 7/8 Work whose payload is JSON" do
+    work = Struct.new(:payload, :queue).new(JSON.generate(job), "critical")
+    expect(described_class.work_entry(work)).to eq([job, "critical"])
+  end
+
+  it "ignores a payload that is not a job" do
+    expect(described_class.work_entry({ "queue" => "q", "payload" => "[1]" })).to eq([{}, "q"])
   end
 end
