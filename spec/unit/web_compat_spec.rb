@@ -28,11 +28,14 @@ RSpec.describe Killer::Web do
     expect(web.calls).to eq([[Killer::Web::Extension, "killer", "Killer", "killer", nil, nil, 86_400]])
   end
 
-  it "uses the register of the config that 8.0.0's and 7.3.7's configure yields" do
+  # A Sidekiq::Web whose `configure` yields a config answering only
+  # `method` (with Sidekiq's signature); its class-level register must not
+  # be used.
+  def configurable_web(method)
     config = Class.new do
       attr_reader :calls
 
-      def register(extclass, name:, tab:, index:, root_dir: nil, cache_for: 86_400, asset_paths: nil)
+      define_method(method) do |extclass, name:, tab:, index:, root_dir: nil, cache_for: 86_400, asset_paths: nil|
         (@calls ||= []) << [extclass, name, tab, index, root_dir, cache_for, asset_paths]
       end
     end.new
@@ -40,24 +43,16 @@ RSpec.describe Killer::Web do
       define_singleton_method(:configure) { |&block| block.call(config) }
       def self.register(*) = raise("the deprecated class-level register must not be used")
     end
-    expect(described_class.install(web)).to be(true)
-    expect(config.calls).to eq([[Killer::Web::Extension, "killer", "Killer", "killer", nil, 86_400, nil]])
+    [web, config]
   end
 
-  it "uses 8's configure { |c| c.register_extension(...) }" do
-    config = Class.new do
-      attr_reader :calls
-
-      def register_extension(extclass, name:, tab:, index:, root_dir: nil, cache_for: 86_400, asset_paths: nil)
-        (@calls ||= []) << [extclass, name, tab, index, root_dir, cache_for, asset_paths]
-      end
-    end.new
-    web = Class.new do
-      define_singleton_method(:configure) { |&block| block.call(config) }
-      def self.register(*) = raise("8 has no class-level register for extensions")
+  { "the register of the config that 8.0.0's and 7.3.7's configure yields" => :register,
+    "8's configure { |c| c.register_extension(...) }" => :register_extension }.each do |what, method|
+    it "uses #{what}" do
+      web, config = configurable_web(method)
+      expect(described_class.install(web)).to be(true)
+      expect(config.calls).to eq([[Killer::Web::Extension, "killer", "Killer", "killer", nil, 86_400, nil]])
     end
-    expect(described_class.install(web)).to be(true)
-    expect(config.calls).to eq([[Killer::Web::Extension, "killer", "Killer", "killer", nil, 86_400, nil]])
   end
 end
 

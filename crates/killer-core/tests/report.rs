@@ -4,9 +4,9 @@ mod support;
 
 use std::time::Duration;
 
-use crossbeam_channel::unbounded;
+use crossbeam_channel::{unbounded, Receiver};
 use killer_core::{
-    Client, JobStatus, Limits, MemorySettings, MemorySource, Outcome, Started, Watcher,
+    Client, Event, JobStatus, Limits, MemorySettings, MemorySource, Outcome, Started, Watcher,
 };
 use support::{next_cancel, wait_until, RedisServer};
 
@@ -22,15 +22,20 @@ fn jobs(redis: &RedisServer, host: &str) -> Vec<serde_json::Value> {
         .unwrap_or_default()
 }
 
-#[test]
-fn the_report_lists_running_jobs_with_their_cancel_state_and_expires() {
-    let redis = RedisServer::start();
+/// A watcher reporting every 100 ms as `host`, and a client.
+fn start(redis: &RedisServer, host: &str) -> (Watcher, Receiver<Event>, Client) {
     let mut settings = redis.settings();
-    settings.hostname = "host-a".into();
+    settings.hostname = host.into();
     settings.report_interval = Duration::from_millis(100);
     let (tx, rx) = unbounded();
     let w = Watcher::start(settings.clone(), tx).unwrap();
-    let client = Client::new(settings).unwrap();
+    (w, rx, Client::new(settings).unwrap())
+}
+
+#[test]
+fn the_report_lists_running_jobs_with_their_cancel_state_and_expires() {
+    let redis = RedisServer::start();
+    let (w, rx, client) = start(&redis, "host-a");
 
     let Started::Run(token) = w.job_started(vec!["j1".into()], "ExportJob", None).unwrap() else {
         panic!("j1 should run")
@@ -82,12 +87,7 @@ fn the_report_lists_running_jobs_with_their_cancel_state_and_expires() {
 #[test]
 fn the_overview_pairs_each_cancel_with_its_outcome_and_reads_reports_and_recycles() {
     let redis = RedisServer::start();
-    let mut settings = redis.settings();
-    settings.hostname = "host-b".into();
-    settings.report_interval = Duration::from_millis(100);
-    let (tx, rx) = unbounded();
-    let w = Watcher::start(settings.clone(), tx).unwrap();
-    let client = Client::new(settings).unwrap();
+    let (w, rx, client) = start(&redis, "host-b");
     let limits = Limits {
         soft: 1, // always over: the first sample is a recycle step
         hard: None,
