@@ -6,8 +6,9 @@ require "socket"
 module Killer
   module Web
     # The Killer tab's routes, registered into Sidekiq::Web (see
-    # Killer::Web.install). Forms carry Sidekiq's own CSRF token
-    # (`csrf_tag`); Sidekiq::Web refuses a POST without it.
+    # Killer::Web.install). The cancel form carries Sidekiq's CSRF token
+    # where Sidekiq has one (`csrf_tag`, up to 8.0; 8.1 checks the browser's
+    # Sec-Fetch-Site header): Sidekiq::Web refuses a forged POST.
     module Extension
       VIEWS = File.expand_path("../../../web/views", __dir__)
       # Templates are read once; Sidekiq renders a String template the same
