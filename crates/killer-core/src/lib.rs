@@ -31,7 +31,7 @@ pub use memory::{cgroup_limit, MemoryReader, MemorySource};
 pub use memory_watch::{request_restart_slot, Grower, MemorySettings, MemoryStatus, MemoryWatch};
 pub use recycle::{Action, Input, Limits, Permit, Phase, Recycler, Step};
 pub use registry::{Outcome, Reaction, RunningJob, Started};
-pub use report::{JobReport, MemoryReport, ProcessReport, RecycleEvent};
+pub use report::{JobReport, ProcessReport, RecycleEvent};
 pub use schema::{
     validate_jid, JobStatus, Keys, HISTORY_CAP, MAX_BY_BYTES, MAX_JID_BYTES, MAX_REASON_BYTES,
     RECYCLES_CAP, RECYCLES_TTL, SCHEMA_VERSION, SIDEKIQ_PROCESSES,

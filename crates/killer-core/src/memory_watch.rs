@@ -59,12 +59,15 @@ pub struct Grower {
     pub grew: i64,
 }
 
-#[derive(Debug, Clone)]
+/// Also the `memory` of the process report (`report.rs`), as JSON.
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct MemoryStatus {
     pub bytes: u64,
     pub soft: u64,
     pub hard: Option<u64>,
+    #[serde(rename = "state")]
     pub phase: &'static str,
+    #[serde(skip)]
     pub busy: usize,
     pub reason: String,
     pub top: Vec<Grower>,

@@ -14,7 +14,7 @@ use tokio::time::{sleep, timeout};
 use tracing::debug;
 
 use crate::error::Result;
-use crate::memory_watch::Grower;
+use crate::memory_watch::MemoryStatus;
 use crate::schema::{RECYCLES_CAP, RECYCLES_TTL};
 use crate::watcher::Shared;
 
@@ -32,7 +32,7 @@ pub struct ProcessReport {
     pub version: &'static str,
     pub jobs: Vec<JobReport>,
     /// None when the process does not run Killer::MemoryMiddleware.
-    pub memory: Option<MemoryReport>,
+    pub memory: Option<MemoryStatus>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -42,16 +42,6 @@ pub struct JobReport {
     /// ms since the epoch.
     pub started_at: u64,
     pub cancel_requested: bool,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct MemoryReport {
-    pub bytes: u64,
-    pub soft: u64,
-    pub hard: Option<u64>,
-    pub state: &'static str,
-    pub reason: String,
-    pub top: Vec<Grower>,
 }
 
 /// One step of a recycle, as the Web tab's history shows it.
@@ -89,17 +79,7 @@ impl Shared {
                 cancel_requested: j.cancel_requested,
             })
             .collect();
-        let memory = self
-            .memory()
-            .and_then(|w| w.status().ok())
-            .map(|m| MemoryReport {
-                bytes: m.bytes,
-                soft: m.soft,
-                hard: m.hard,
-                state: m.phase,
-                reason: m.reason,
-                top: m.top,
-            });
+        let memory = self.memory().and_then(|w| w.status().ok());
         ProcessReport {
             hostname: self.settings.hostname.clone(),
             pid: std::process::id(),

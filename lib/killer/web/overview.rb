@@ -60,8 +60,9 @@ module Killer
         cancels, reports, recycles = client.overview(hosts, limit)
         reports = reports.map { |r| r && JSON.parse(r) }
         work = work_by_jid
-        @processes = sidekiq_processes.zip(reports).map { |p, report| process(p, report) }
-        @jobs = sidekiq_processes.zip(reports).flat_map do |p, report|
+        reported = sidekiq_processes.zip(reports)
+        @processes = reported.map { |p, report| process(p, report) }
+        @jobs = reported.flat_map do |p, report|
           (report ? report["jobs"] : []).map { |j| job(j, p["identity"], work[j["jid"]]) }
         end.sort_by(&:started_at)
         classes = @jobs.to_h { |j| [j.jid, j.class_name] }
