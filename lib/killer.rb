@@ -5,6 +5,7 @@ require_relative "killer/version"
 require_relative "killer/errors"
 require_relative "killer/native"
 require_relative "killer/validation"
+require_relative "killer/redis_options"
 require_relative "killer/sidekiq_redis"
 require_relative "killer/configuration"
 require_relative "killer/log"
@@ -50,13 +51,16 @@ module Killer
     # request, written in the job's log line, shown by `status(jid,
     # verbose: true)` and in the audit trail. Raises ArgumentError for a bad
     # jid, wait, by or reason, Killer::ConnectionError if Redis is
-    # unreachable.
+    # unreachable. A cancel Redis recorded is never an error: if Redis
+    # refuses the PUBLISH that wakes the watchers (an ACL without the
+    # channel), one warning says so and their poll applies it.
     def cancel(jid, wait: nil, by: nil, reason: nil)
       jid = Validation.jid!(jid)
       wait = Validation.seconds!("wait", wait, min: 0, max: 86_400, allow_nil: true)
       by = Validation.text!("by", by || Validation.default_requester, max: 200)
       reason = Validation.text!("reason", reason || "", max: 1000)
-      configuration.client.cancel(jid, by, reason)
+      _, refused = configuration.client.cancel(jid, by, reason)
+      configuration.publish_refused(refused) if refused
       return true unless wait
 
       wait_for_end(jid, wait)
@@ -160,9 +164,13 @@ module Killer
     # server, nil elsewhere (a console running a job inline starts no thread).
     # A runtime that cannot start must not stop jobs: log and run unprotected.
     def job_runtime
-      configuration.runtime_if_started || (::Sidekiq.server? && configuration.runtime)
+      rt = configuration.runtime_if_started
+      return rt if rt
+      return nil if !::Sidekiq.server? || configuration.runtime_failure
+
+      configuration.runtime
     rescue Error, ArgumentError => e
-      Log.write(configuration.logger, :error, nil, "cannot start (#{e.message}); jobs run without cancellation")
+      configuration.runtime_failed(e)
       nil
     end
 

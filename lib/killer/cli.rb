@@ -10,13 +10,14 @@ module Killer
   #   killer status JID
   #   killer exclusive NAME [--ttl SECONDS] [--wait SECONDS] -- CMD ARGS...
   #
-  # Exit status: 0 done (with --wait: the job is no longer running), 1 a
-  # Killer::Error (Redis unreachable...), 2 bad usage, 3 --wait ran out
+  # Exit status: 0 done (with --wait: the job is no longer running), 1 any
+  # Redis problem (unreachable, refused, TLS, a Redis setting Killer cannot
+  # use), 2 bad usage, 3 --wait ran out
   # with the job still running, 4 the lease is held elsewhere. `exclusive`
   # exits with CMD's status (128 + signal if a signal ended it).
   class CLI
     USAGE = <<~TEXT
-      Usage: killer [--redis-url URL] COMMAND ARGS
+      Usage: killer [--redis-url URL] [--redis-ca-file PEM] [-r FILE] COMMAND ARGS
 
         killer cancel JID [--wait S] [--by NAME] [--reason TEXT]
                                              cancel a Sidekiq job (running, queued or scheduled)
@@ -25,7 +26,10 @@ module Killer
                                              run CMD only while holding lease NAME (ttl 15 s); stop it
                                              (TERM, then KILL after 10 s) if the lease is lost
 
-      Redis: --redis-url, else REDIS_URL, else redis://localhost:6379/0.
+      Redis: --redis-url (redis://, rediss://, unix://), else REDIS_URL, else
+      redis://localhost:6379/0. --redis-ca-file: the CA to trust for rediss://.
+      -r FILE loads Ruby that configures Sidekiq's or Killer's Redis (ssl_params,
+      sentinels, ACL user...), as `sidekiq -r` does; the rest comes from there.
     TEXT
 
     # `argv` as the command line gave it; answers go to `out`, problems to `err`.
@@ -43,6 +47,8 @@ module Killer
       return (@out.puts(Killer::VERSION) || 0) if options[:version]
 
       command = options[:help] ? "help" : @argv.shift
+      return redis_problem(Killer.configuration.redis) if REDIS_COMMANDS.include?(command) && redis_unusable?
+
       case command
       when "cancel" then cancel(options)
       when "status" then status
@@ -50,6 +56,9 @@ module Killer
       when nil, "help" then usage(0)
       else usage(2, "unknown command #{command.inspect}")
       end
+    rescue RedisSettingError => e
+      @err.puts "killer: cannot use Redis: #{RedisOptions.redact_url(e.message)}"
+      1
     rescue OptionParser::ParseError, ArgumentError => e
       usage(2, e.message)
     rescue Error => e
@@ -59,10 +68,33 @@ module Killer
 
     private
 
+    REDIS_COMMANDS = %w[cancel status exclusive].freeze
+
+    # Builds the Redis client before any argument reaches it, so that every
+    # Redis problem (a URL or ssl file Killer cannot use) exits 1, and only
+    # the command line's own mistakes exit 2.
+    def redis_unusable?
+      Killer.configuration.client
+      false
+    rescue Error, ArgumentError => e
+      @redis_error = e
+      true
+    end
+
+    def redis_problem(redis)
+      @err.puts "killer: cannot use Redis: #{redis.redact(@redis_error.message)}"
+      1
+    rescue Error, ArgumentError
+      @err.puts "killer: cannot use Redis: #{RedisOptions.redact_url(@redis_error.message)}"
+      1
+    end
+
     def parse_globals
       options = {}
       parser = OptionParser.new do |o|
-        o.on("--redis-url URL") { |url| Killer.configure { |c| c.redis_url = url } }
+        o.on("--redis-url URL") { |url| options[:redis_url] = url }
+        o.on("--redis-ca-file PEM") { |file| options[:ca_file] = file }
+        o.on("-r", "--require FILE") { |file| options[:require] = file }
         o.on("--wait SECONDS", Float) { |s| options[:wait] = s }
         o.on("--ttl SECONDS", Float) { |s| options[:ttl] = s }
         o.on("--by NAME") { |s| options[:by] = s }
@@ -71,11 +103,35 @@ module Killer
         o.on("-v", "--version") { options[:version] = true }
       end
       parser.parse!(@argv)
+      configure_redis(options)
       raise ArgumentError, "--wait is an option of `killer cancel` and `killer exclusive`" if options[:wait] && !%w[cancel exclusive].include?(@argv.first)
       raise ArgumentError, "--ttl is an option of `killer exclusive`" if options[:ttl] && @argv.first != "exclusive"
       raise ArgumentError, "--by and --reason are options of `killer cancel`" if (options[:by] || options[:reason]) && @argv.first != "cancel"
       options
     end
+
+    # -r first (it may configure Sidekiq or Killer), then the flags on top.
+    def configure_redis(options)
+      if (file = options[:require])
+        begin
+          require File.expand_path(file)
+        rescue LoadError => e
+          raise OptionParser::InvalidArgument, "-r #{file}: #{e.message}"
+        end
+      end
+      url = options[:redis_url]
+      return unless url || options[:ca_file]
+
+      settings = { url: url || ENV.fetch("REDIS_URL", RedisOptions::DEFAULT_URL) }
+      settings[:ssl_params] = { ca_file: options[:ca_file] } if options[:ca_file]
+      Killer.configure { |c| c.redis = settings }
+    rescue ArgumentError => e
+      @redis_error = e
+      raise RedisSettingError, e.message
+    end
+
+    # A Redis setting Killer cannot use, given on the command line: exit 1.
+    class RedisSettingError < StandardError; end
 
     def jid_argument
       jid = @argv.shift

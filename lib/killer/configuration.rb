@@ -5,11 +5,12 @@ module Killer
   # Set them once, before Sidekiq starts:
   #
   #   Killer.configure do |c|
-  #     c.redis_url = ENV["KILLER_REDIS_URL"]
+  #     c.redis = { url: ENV["KILLER_REDIS_URL"], ssl_params: { ca_file: "/etc/ssl/redis-ca.pem" } }
   #     c.poll_interval = 2
   #   end
   #
-  # Every setter raises ArgumentError naming the bad value.
+  # Every setter raises ArgumentError naming the bad value (never its
+  # password).
   class Configuration
     DEFAULT_KEY_PREFIX = "killer:"
     DEFAULT_POLL_INTERVAL = 1.0
@@ -18,7 +19,6 @@ module Killer
     DEFAULT_NETWORK_TIMEOUT = 3.0
     DEFAULT_HARD_TIMEOUT = 60.0
     DEFAULT_REPORT_INTERVAL = 5.0
-    URL_SCHEMES = %w[redis rediss unix redis+unix].freeze
 
     # Prefix of every Redis key and channel the gem uses. Default "killer:".
     attr_reader :key_prefix
@@ -58,7 +58,7 @@ module Killer
 
     # Every option at its default (see the readers above).
     def initialize
-      @redis_url = nil
+      @redis = nil
       @key_prefix = DEFAULT_KEY_PREFIX
       @poll_interval = DEFAULT_POLL_INTERVAL
       @cancel_ttl = DEFAULT_CANCEL_TTL
@@ -77,21 +77,28 @@ module Killer
       @lock = Mutex.new
     end
 
-    # Redis that holds cancels. Default: ENV["REDIS_URL"], then the Redis
-    # Sidekiq itself is configured with, then redis://localhost:6379/0.
-    def redis_url
-      @redis_url || ENV.fetch("REDIS_URL", nil) || SidekiqRedis.url || "redis://localhost:6379/0"
+    # The Redis that holds cancels, as Killer::RedisOptions: the one set
+    # here (#redis= or #redis_url=), else the Redis Sidekiq is configured
+    # with (URL, path, db, credentials, ssl_params, sentinels), else
+    # ENV["REDIS_URL"], else redis://localhost:6379/0.
+    def redis
+      @redis || SidekiqRedis.options || RedisOptions.from_env(ENV)
     end
 
-    # Sets #redis_url: a String starting with redis://, rediss://, unix:// or
-    # redis+unix://.
-    def redis_url=(url)
-      scheme = url.is_a?(String) && url[%r{\A([a-z+]+)://}, 1]
-      unless URL_SCHEMES.include?(scheme)
-        raise ArgumentError, "redis_url must be a String starting with #{URL_SCHEMES.map { |s| "#{s}://" }.join(", ")}, got #{url.inspect}"
-      end
+    # Sets #redis from a Hash in the shape Sidekiq's `config.redis = {...}`
+    # takes (see Killer::RedisOptions): ArgumentError naming a bad key.
+    def redis=(options)
+      reset { @redis = RedisOptions.new(options) }
+    end
 
-      reset { @redis_url = url }
+    # #redis as a URL, with the password REDACTED (for messages and logs).
+    def redis_url
+      redis.to_s
+    end
+
+    # Shorthand for #redis= with a redis://, rediss:// or unix:// URL.
+    def redis_url=(url)
+      reset { @redis = RedisOptions.from_url(url) }
     end
 
     # Sets #key_prefix: 1 to 200 characters, no whitespace.
@@ -173,9 +180,17 @@ module Killer
         @client = nil if @client && @client_pid != Process.pid
         @client ||= begin
           @client_pid = Process.pid
-          Native::Client.new(redis_url, key_prefix, cancel_ttl, network_timeout)
+          Native::Client.new(to_native)
         end
       end
+    end
+
+    # Every setting, as the native core takes them (one Hash). Holds the
+    # Redis password: never log it.
+    def to_native(redis = self.redis)
+      { redis: redis.to_native, key_prefix: key_prefix, poll_interval: poll_interval, cancel_ttl: cancel_ttl,
+        grace: grace, network_timeout: network_timeout, hard_timeout: hard_timeout,
+        report_interval: report_interval, hostname: SidekiqInfo.hostname }
     end
 
     # This process's runtime (watcher + dispatcher), started on first use.
@@ -189,6 +204,31 @@ module Killer
         end
         @runtime ||= Runtime.new(self)
       end
+    end
+
+    # Why this process's runtime could not start (it is not tried again
+    # until a setting changes), or nil.
+    attr_reader :runtime_failure
+
+    # Logs, once per process, that Redis refused a cancel's PUBLISH (the
+    # cancel is recorded; the watchers' poll applies it).
+    def publish_refused(why)
+      return if @publish_refused
+
+      @publish_refused = true
+      Log.write(logger, :warn, nil, "cancels are recorded, but Redis refused to PUBLISH them (#{why}); running jobs " \
+                                    "stop at the next poll (within poll_interval) instead of at once. Allow the " \
+                                    "channel: ACL rule &#{key_prefix}* event=cancel.publish_refused")
+    end
+
+    # Records (and logs once) why the runtime could not start.
+    def runtime_failed(error)
+      first = @runtime_failure.nil?
+      @runtime_failure = error
+      return unless first
+
+      Log.write(logger, :error, nil, "cannot start (#{redis.redact(error.message)}); jobs run without cancellation " \
+                                     "until this is fixed and the process restarts event=runtime.failed")
     end
 
     # The runtime if this process has started one, without starting it.
@@ -211,6 +251,7 @@ module Killer
       @lock.synchronize do
         yield
         @client = nil
+        @runtime_failure = nil
       end
     end
   end

@@ -9,11 +9,10 @@ module Killer
     # Starts the native watcher and the dispatcher with `config`'s settings.
     def initialize(config)
       @logger = config.logger
-      @native = Native::Runtime.new(
-        config.redis_url, config.key_prefix, config.poll_interval,
-        config.cancel_ttl, config.grace, config.network_timeout, config.hard_timeout,
-        config.report_interval, SidekiqInfo.hostname
-      )
+      redis = config.redis
+      redis.warnings.each { |w| Log.write(@logger, :warn, nil, "#{redis.redact(w)} (ignored) event=redis.option_ignored") }
+      @native = Native::Runtime.new(config.to_native(redis))
+      Log.write(@logger, :info, nil, "using Redis at #{redis} event=redis.config")
       @memory = nil
       @jobs = {}
       @leases = {}

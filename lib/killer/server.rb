@@ -11,12 +11,24 @@ module Killer
     def install
       ::Sidekiq.configure_server do |config|
         config.on(:startup) do
-          runtime = Killer.start
-          runtime.exit_with_parent if Killer.configuration.exit_with_parent
+          runtime = start
+          runtime&.exit_with_parent if Killer.configuration.exit_with_parent
+          # Memory options are options: a typo there stops the boot.
           MemoryMiddleware.boot(config)
         end
         config.on(:shutdown) { Killer.stop }
       end
+    end
+
+    # Starts the runtime; whatever goes wrong with Killer's Redis, Sidekiq
+    # boots and runs jobs. Options set in Killer.configure were checked when
+    # set, so what fails here is the Redis Sidekiq was given or the machine:
+    # one line says what to check, jobs run without cancellation.
+    def start
+      Killer.start
+    rescue Error, ArgumentError => e
+      Killer.configuration.runtime_failed(e)
+      nil
     end
   end
 end

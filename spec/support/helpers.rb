@@ -32,6 +32,22 @@ module SpecHelpers
     wait_for(5, "the watcher to subscribe") { redis.pubsub("numsub", "killer:v1:cancel").last.to_i >= 1 }
   end
 
+  # Runs the block with Sidekiq's Redis set to `options` (built by
+  # Sidekiq's own RedisConnection), through each version's public API:
+  # Sidekiq.redis= in 6, Sidekiq::Client.via in 7 and 8.
+  def with_sidekiq_redis(options)
+    pool = Sidekiq::RedisConnection.create(options)
+    return Sidekiq::Client.via(pool) { yield } unless Sidekiq.respond_to?(:redis=)
+
+    original = Sidekiq.redis_pool
+    begin
+      Sidekiq.redis = pool
+      yield
+    ensure
+      Sidekiq.redis = original
+    end
+  end
+
   def sidekiq_stats
     s = Sidekiq::Stats.new
     { processed: s.processed, failed: s.failed, retries: s.retry_size, dead: s.dead_size }

@@ -17,17 +17,22 @@ RSpec.describe Killer::Configuration do
     expect(config.report_interval).to eq(5.0)
   end
 
-  it "takes redis_url from the setting, then REDIS_URL, then Sidekiq's own Redis" do
-    expect(config.redis_url).to eq(TestRedis.url)
-    config.redis_url = "redis://example.invalid:1/2"
-    expect(config.redis_url).to eq("redis://example.invalid:1/2")
+  it "uses the Redis set here, then Sidekiq's own, then REDIS_URL, and never shows its password" do
+    port = TestRedis.server.port
+    with_sidekiq_redis(url: "redis://:s3cret@127.0.0.1:#{port}/3") do
+      ENV["REDIS_URL"] = "redis://cache.invalid:6379/0"
+      expect(config.redis.to_s).to eq("redis://:REDACTED@127.0.0.1:#{port}/3")
+      expect(config.redis.password).to eq("s3cret")
+      expect(config.redis_url).not_to include("s3cret")
+      config.redis_url = "redis://example.invalid:1/2"
+      expect(config.redis_url).to eq("redis://example.invalid:1/2")
+    end
+  end
 
-    ENV.delete("REDIS_URL")
-    original = Sidekiq.redis_pool
-    Sidekiq.redis = { url: "redis://:s3cret@127.0.0.1:#{TestRedis.server.port}/3" }
-    expect(described_class.new.redis_url).to eq("redis://:s3cret@127.0.0.1:#{TestRedis.server.port}/3")
-  ensure
-    Sidekiq.redis = original
+  it "falls back to REDIS_URL, then localhost, where Sidekiq's Redis cannot be read" do
+    expect(Killer::RedisOptions.from_env("REDIS_URL" => "redis://10.1.2.3:6390/5").to_s).to eq("redis://10.1.2.3:6390/5")
+    expect(Killer::RedisOptions.from_env("REDIS_URL" => "").to_s).to eq("redis://localhost:6379/0")
+    expect(Killer::RedisOptions.from_env({}).to_s).to eq("redis://localhost:6379/0")
   end
 
   {
@@ -99,6 +104,6 @@ RSpec.describe "bad input to the public API" do
       c.redis_url = "redis://127.0.0.1:#{FreePort.pick}/0"
       c.network_timeout = 0.2
     end
-    expect { Killer.cancel("abc") }.to raise_error(Killer::ConnectionError, /redis_url/)
+    expect { Killer.cancel("abc") }.to raise_error(Killer::ConnectionError, /Connection refused.*check that Redis runs/)
   end
 end

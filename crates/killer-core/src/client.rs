@@ -1,14 +1,18 @@
-//! The console side: record a cancel, read a status. Blocking, with
-//! timeouts, and no thread: a Rails console or web process that calls
-//! `Killer.cancel` pays one Redis round trip and nothing else.
+//! The console side: record a cancel, read a status. No thread: a Rails
+//! console or web process that calls `Killer.cancel` pays one Redis round
+//! trip and nothing else. Calls run on a current-thread tokio runtime owned
+//! by the client and driven by the calling thread, through the same
+//! [`Link`] as the watcher (TLS, Sentinel re-resolution, timeouts).
 
-use std::sync::Mutex;
+use std::collections::HashMap;
+use std::future::Future;
+use std::mem::ManuallyDrop;
 
-use redis::{Connection, Script};
+use redis::aio::MultiplexedConnection;
+use redis::Script;
 
 use crate::error::{Error, Result};
-use std::collections::HashMap;
-
+use crate::link::Link;
 use crate::schema::{
     validate_jid, JobStatus, Keys, CANCEL_SCRIPT, HISTORY_CAP, MAX_BY_BYTES, MAX_REASON_BYTES,
 };
@@ -32,21 +36,39 @@ pub const MAX_OVERVIEW_LIMIT: usize = 1000;
 pub struct Client {
     settings: Settings,
     keys: Keys,
-    client: redis::Client,
+    link: Link,
     cancel: Script,
-    conn: Mutex<Option<Connection>>,
+    /// Never dropped in a forked child: its sockets and epoll instance are
+    /// the parent's too, and dropping them would unregister the parent's.
+    runtime: ManuallyDrop<tokio::runtime::Runtime>,
+    pid: u32,
+}
+
+/// How a recorded cancel was announced to the watchers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    /// PUBLISHed: running jobs stop within milliseconds.
+    Published,
+    /// Redis refused the PUBLISH (an ACL without `&killer:*`); the watchers'
+    /// poll applies the cancel within `poll_interval`. Holds Redis's words.
+    ByPoll(String),
 }
 
 impl Client {
     pub fn new(settings: Settings) -> Result<Self> {
         let keys = settings.validate()?;
-        let client = redis::Client::open(settings.redis_url.as_str())?;
+        let link = Link::new(&settings)?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Runtime(format!("cannot build the client's runtime: {e}")))?;
         Ok(Client {
             settings,
             keys,
-            client,
+            link,
             cancel: Script::new(CANCEL_SCRIPT),
-            conn: Mutex::new(None),
+            runtime: ManuallyDrop::new(runtime),
+            pid: std::process::id(),
         })
     }
 
@@ -54,11 +76,12 @@ impl Client {
     /// job's status after the call (`Requested`, or the terminal status if
     /// the job had already been stopped).
     pub fn cancel(&self, jid: &str) -> Result<JobStatus> {
-        self.cancel_by(jid, "", "")
+        self.cancel_and_publish(jid, "", "").map(|(s, _)| s)
     }
 
-    /// As `cancel`, recording who asked and why in the job's status and in
-    /// the audit trail (`Keys::history`).
+    /// Records a cancel for `jid` with who asked and why, in the durable
+    /// record, the job's status and the audit trail (`Keys::history`),
+    /// without announcing it (see [`Self::cancel_and_publish`]).
     pub fn cancel_by(&self, jid: &str, by: &str, reason: &str) -> Result<JobStatus> {
         validate_jid(jid)?;
         for (name, value, max) in [
@@ -72,30 +95,55 @@ impl Client {
                 )));
             }
         }
-        let state: String = self.with_conn(|c| {
+        let state: String = self.with_conn(|mut c| async move {
             self.cancel
                 .key(self.keys.cancels())
                 .key(self.keys.status(jid))
                 .key(self.keys.history())
                 .arg(jid)
                 .arg(self.settings.ttl_ms())
-                .arg(self.keys.channel())
                 .arg(by)
                 .arg(reason)
                 .arg(HISTORY_CAP)
-                .invoke(c)
+                .invoke_async(&mut c)
+                .await
         })?;
-        JobStatus::parse(&state)
-            .ok_or_else(|| Error::Redis(format!("unexpected status {state:?} for {jid}")))
+        let status = JobStatus::parse(&state)
+            .ok_or_else(|| Error::Redis(format!("unexpected status {state:?} for {jid}")))?;
+        Ok(status)
+    }
+
+    /// Records a cancel and announces it; see [`Self::cancel_by`]. The
+    /// record is what makes the cancel happen: once it is written, a
+    /// refused PUBLISH is reported, never raised.
+    pub fn cancel_and_publish(
+        &self,
+        jid: &str,
+        by: &str,
+        reason: &str,
+    ) -> Result<(JobStatus, Delivery)> {
+        let status = self.cancel_by(jid, by, reason)?;
+        let published: Result<i64> = self.with_conn(|mut c| async move {
+            redis::cmd("PUBLISH")
+                .arg(self.keys.channel())
+                .arg(jid)
+                .query_async(&mut c)
+                .await
+        });
+        match published {
+            Ok(_) => Ok((status, Delivery::Published)),
+            Err(e) => Ok((status, Delivery::ByPoll(e.to_string()))),
+        }
     }
 
     pub fn status(&self, jid: &str) -> Result<Option<JobStatus>> {
         validate_jid(jid)?;
-        let state: Option<String> = self.with_conn(|c| {
+        let state: Option<String> = self.with_conn(|mut c| async move {
             redis::cmd("HGET")
                 .arg(self.keys.status(jid))
                 .arg("state")
-                .query(c)
+                .query_async(&mut c)
+                .await
         })?;
         Ok(state.as_deref().and_then(JobStatus::parse))
     }
@@ -104,7 +152,12 @@ impl Client {
     /// reason); empty when no cancel is known.
     pub fn status_details(&self, jid: &str) -> Result<HashMap<String, String>> {
         validate_jid(jid)?;
-        self.with_conn(|c| redis::cmd("HGETALL").arg(self.keys.status(jid)).query(c))
+        self.with_conn(|mut c| async move {
+            redis::cmd("HGETALL")
+                .arg(self.keys.status(jid))
+                .query_async(&mut c)
+                .await
+        })
     }
 
     /// The Web tab's data: the last `limit` cancel records with their
@@ -118,7 +171,7 @@ impl Client {
         }
         let last = limit as isize - 1;
         let (history, recycles, reports): (Vec<String>, Vec<String>, Vec<Option<String>>) = self
-            .with_conn(|c| {
+            .with_conn(|mut c| async move {
                 let mut pipe = redis::pipe();
                 pipe.cmd("LRANGE").arg(self.keys.history()).arg(0).arg(last);
                 pipe.cmd("LRANGE")
@@ -126,14 +179,14 @@ impl Client {
                     .arg(0)
                     .arg(last);
                 if processes.is_empty() {
-                    let (h, r): (Vec<String>, Vec<String>) = pipe.query(c)?;
+                    let (h, r): (Vec<String>, Vec<String>) = pipe.query_async(&mut c).await?;
                     return Ok((h, r, Vec::new()));
                 }
                 let mget = pipe.cmd("MGET");
                 for (host, pid) in processes {
                     mget.arg(self.keys.process(host, *pid));
                 }
-                pipe.query(c)
+                pipe.query_async(&mut c).await
             })?;
         let jids: Vec<String> = history
             .iter()
@@ -147,12 +200,15 @@ impl Client {
         let statuses: Vec<HashMap<String, String>> = if jids.is_empty() {
             Vec::new()
         } else {
-            self.with_conn(|c| {
-                let mut pipe = redis::pipe();
-                for jid in &jids {
-                    pipe.cmd("HGETALL").arg(self.keys.status(jid));
+            self.with_conn(|mut c| {
+                let jids = &jids;
+                async move {
+                    let mut pipe = redis::pipe();
+                    for jid in jids {
+                        pipe.cmd("HGETALL").arg(self.keys.status(jid));
+                    }
+                    pipe.query_async(&mut c).await
                 }
-                pipe.query(c)
             })?
         };
         Ok(Overview {
@@ -162,43 +218,48 @@ impl Client {
         })
     }
 
-    pub fn keys(&self) -> &Keys {
-        &self.keys
-    }
-
-    /// Runs `f` on the cached connection, reconnecting once if the cached
-    /// one has gone stale (Redis restarted since the last call).
-    fn with_conn<T>(&self, f: impl Fn(&mut Connection) -> redis::RedisResult<T>) -> Result<T> {
-        let mut slot = self
-            .conn
-            .lock()
-            .map_err(|_| Error::Runtime("client lock poisoned".into()))?;
-        for attempt in 0..2 {
-            if slot.is_none() {
-                *slot = Some(self.connect()?);
-            }
-            let Some(conn) = slot.as_mut() else {
-                continue;
-            };
-            match f(conn) {
-                Ok(v) => return Ok(v),
-                Err(e) => {
-                    let err = Error::from(e);
-                    *slot = None;
-                    if attempt == 1 || !matches!(err, Error::Connection(_)) {
-                        return Err(err);
+    /// Runs `f` on the shared connection, on this client's runtime, from
+    /// the calling thread. A connection error or READONLY (a failover)
+    /// makes one new connection — resolved again through the sentinels —
+    /// and one more try.
+    fn with_conn<'a, T, F, Fut>(&'a self, f: F) -> Result<T>
+    where
+        F: Fn(MultiplexedConnection) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>> + 'a,
+    {
+        if std::process::id() != self.pid {
+            return Err(Error::Forked {
+                started_in: self.pid,
+                now: std::process::id(),
+            });
+        }
+        self.runtime.block_on(async {
+            let mut last = None;
+            for _ in 0..2 {
+                // A connection attempt that failed was a whole attempt.
+                let conn = self.link.get().await?;
+                match f(conn).await {
+                    Ok(v) => return Ok(v),
+                    Err(e) => {
+                        let err = self.link.error(e);
+                        if !err.is_connection() {
+                            return Err(err);
+                        }
+                        self.link.reset().await;
+                        last = Some(err);
                     }
                 }
             }
-        }
-        Err(Error::Connection("no connection".into()))
+            Err(last.unwrap_or_else(|| Error::Connection("no connection".into())))
+        })
     }
+}
 
-    fn connect(&self) -> Result<Connection> {
-        let t = self.settings.network_timeout;
-        let c = self.client.get_connection_with_timeout(t)?;
-        c.set_read_timeout(Some(t))?;
-        c.set_write_timeout(Some(t))?;
-        Ok(c)
+impl Drop for Client {
+    fn drop(&mut self) {
+        if std::process::id() == self.pid {
+            // SAFETY: dropped once, here, and never used again.
+            unsafe { ManuallyDrop::drop(&mut self.runtime) };
+        }
     }
 }

@@ -16,6 +16,7 @@ mod memory;
 mod memory_watch;
 mod parent;
 mod recycle;
+mod redis_config;
 mod registry;
 mod report;
 mod schema;
@@ -23,13 +24,14 @@ mod settings;
 mod stop;
 mod watcher;
 
-pub use client::{Client, Overview, MAX_OVERVIEW_LIMIT};
+pub use client::{Client, Delivery, Overview, MAX_OVERVIEW_LIMIT};
 pub use error::{Error, Result};
 pub use event::{Event, LogLevel, StopReason};
 pub use lease::{validate_lease, MAX_LEASE_NAME_BYTES};
 pub use memory::{cgroup_limit, MemoryReader, MemorySource};
 pub use memory_watch::{request_restart_slot, Grower, MemorySettings, MemoryStatus, MemoryWatch};
 pub use recycle::{Action, Input, Limits, Permit, Phase, Recycler, Step};
+pub use redis_config::{redact_url, RedisConfig, Sentinels, Server, Tls, REDACTED};
 pub use registry::{Outcome, Reaction, RunningJob, Started};
 pub use report::{JobReport, ProcessReport, RecycleEvent};
 pub use schema::{

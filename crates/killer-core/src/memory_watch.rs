@@ -247,19 +247,24 @@ impl MemoryWatch {
 
     /// Gives the restart slot back as the process exits, so the next
     /// process over its limit need not wait for the slot's TTL.
-    pub(crate) fn release_slot(&self, url: &str, keys: &Keys) {
+    pub(crate) async fn release_slot(&self, shared: &Shared) {
         if !self.holding_slot.swap(false, Ordering::SeqCst) {
             return;
         }
         let me = format!("{}:{}", self.settings.hostname, std::process::id());
-        let released = redis::Client::open(url)
-            .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(300)))
-            .and_then(|mut c| {
-                redis::cmd("ZREM")
-                    .arg(keys.restart_slots())
-                    .arg(&me)
-                    .query::<i64>(&mut c)
-            });
+        let release = async {
+            let mut con = shared.link.get().await?;
+            redis::cmd("ZREM")
+                .arg(shared.keys.restart_slots())
+                .arg(&me)
+                .query_async::<i64>(&mut con)
+                .await
+                .map_err(|e| shared.link.error(e))
+        };
+        let released = match tokio::time::timeout(SLOT_RELEASE_WAIT, release).await {
+            Ok(r) => r.map(|_| ()),
+            Err(_) => Err(crate::error::Error::Connection("no answer".into())),
+        };
         if let Err(e) = released {
             warn!(
                 event = "memory.slot_release_failed",
@@ -268,6 +273,9 @@ impl MemoryWatch {
         }
     }
 }
+
+/// Bounds the slot's release at exit: the slot expires by itself anyway.
+const SLOT_RELEASE_WAIT: Duration = Duration::from_millis(300);
 
 pub(crate) async fn sampler(shared: Arc<Shared>, watch: Arc<MemoryWatch>) {
     let mut read_failed = false;

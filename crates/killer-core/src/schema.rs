@@ -137,12 +137,14 @@ impl JobStatus {
     }
 }
 
-/// Records a cancel: durable record, status and notification in one atomic
+/// Records a cancel: durable record, status and audit record in one atomic
 /// step, scored by the Redis server's clock so that every watcher's poll
-/// cursor compares times from one clock.
+/// cursor compares times from one clock. The PUBLISH that wakes the
+/// watchers is sent after it, on its own: a refused PUBLISH (an ACL without
+/// the channel) must not undo or hide a cancel the poll will apply.
 /// KEYS[1] cancels zset, KEYS[2] status hash, KEYS[3] history list;
-/// ARGV[1] jid, ARGV[2] ttl ms, ARGV[3] channel, ARGV[4] by, ARGV[5]
-/// reason, ARGV[6] history cap. Returns the job's status after the call.
+/// ARGV[1] jid, ARGV[2] ttl ms, ARGV[3] by, ARGV[4] reason, ARGV[5] history
+/// cap. Returns the job's status after the call.
 pub(crate) const CANCEL_SCRIPT: &str = r#"
 if redis.replicate_commands then redis.replicate_commands() end
 local t = redis.call('TIME')
@@ -154,13 +156,12 @@ redis.call('PEXPIRE', KEYS[1], ttl)
 local state = redis.call('HGET', KEYS[2], 'state')
 if not state then
   state = 'requested'
-  redis.call('HSET', KEYS[2], 'state', state, 'requested_at', now, 'by', ARGV[4], 'reason', ARGV[5])
+  redis.call('HSET', KEYS[2], 'state', state, 'requested_at', now, 'by', ARGV[3], 'reason', ARGV[4])
   redis.call('PEXPIRE', KEYS[2], ttl)
 end
-redis.call('LPUSH', KEYS[3], cjson.encode({jid = ARGV[1], by = ARGV[4], reason = ARGV[5], at = now, state = state}))
-redis.call('LTRIM', KEYS[3], 0, tonumber(ARGV[6]) - 1)
+redis.call('LPUSH', KEYS[3], cjson.encode({jid = ARGV[1], by = ARGV[3], reason = ARGV[4], at = now, state = state}))
+redis.call('LTRIM', KEYS[3], 0, tonumber(ARGV[5]) - 1)
 redis.call('PEXPIRE', KEYS[3], ttl)
-redis.call('PUBLISH', ARGV[3], ARGV[1])
 return state
 "#;
 

@@ -1,6 +1,7 @@
 use std::time::Duration;
 
 use crate::error::{Error, Result};
+use crate::redis_config::RedisConfig;
 use crate::schema::Keys;
 
 /// Everything the watcher and the client need, validated once. The Ruby
@@ -8,7 +9,8 @@ use crate::schema::Keys;
 /// this is the last line for anyone calling the core directly.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    pub redis_url: String,
+    /// Where Redis is and how to reach it (Sidekiq's, unless configured).
+    pub redis: RedisConfig,
     pub key_prefix: String,
     /// How often the durable record is polled; bounds the delay of a cancel
     /// whose pub/sub message was lost.
@@ -30,9 +32,9 @@ pub struct Settings {
 }
 
 impl Settings {
-    pub fn new(redis_url: &str, key_prefix: &str) -> Self {
+    pub fn new(redis: RedisConfig, key_prefix: &str) -> Self {
         Settings {
-            redis_url: redis_url.to_owned(),
+            redis,
             key_prefix: key_prefix.to_owned(),
             poll_interval: Duration::from_secs(1),
             cancel_ttl: Duration::from_secs(24 * 3600),
@@ -45,9 +47,7 @@ impl Settings {
     }
 
     pub fn validate(&self) -> Result<Keys> {
-        redis::Client::open(self.redis_url.as_str()).map_err(|e| {
-            Error::InvalidArgument(format!("redis_url {:?} is not usable: {e}", self.redis_url))
-        })?;
+        self.redis.connector()?;
         check_range(
             "poll_interval",
             self.poll_interval,
@@ -108,17 +108,22 @@ fn check_range(name: &str, v: Duration, min: Duration, max: Duration) -> Result<
 mod tests {
     use super::*;
 
+    fn url(u: &str) -> RedisConfig {
+        RedisConfig::from_url(u).unwrap()
+    }
+
     #[test]
     fn defaults_are_valid() {
-        let s = Settings::new("redis://127.0.0.1:6379/0", "killer:");
+        let s = Settings::new(url("redis://127.0.0.1:6379/0"), "killer:");
         assert_eq!(s.validate().unwrap().channel(), "killer:v1:cancel");
     }
 
     #[test]
     fn each_bad_value_is_named() {
-        let mut s = Settings::new("nope://x", "killer:");
-        assert!(s.validate().unwrap_err().to_string().contains("nope://x"));
-        s.redis_url = "redis://127.0.0.1/0".into();
+        let mut s = Settings::new(url("redis://127.0.0.1/0"), "killer:");
+        s.redis.db = -1;
+        assert!(s.validate().unwrap_err().to_string().contains("db"));
+        s.redis.db = 0;
         s.poll_interval = Duration::from_millis(1);
         let e = s.validate().unwrap_err().to_string();
         assert!(e.contains("poll_interval") && e.contains("0.001"), "{e}");

@@ -33,6 +33,7 @@ use crate::error::{Error, Result};
 use crate::event::{Event, StopReason};
 use crate::link::Link;
 use crate::memory_watch::{self, MemorySettings, MemoryWatch};
+use crate::redis_config::Server;
 use crate::registry::{Outcome, Reaction, Registry, Started};
 use crate::schema::{JobStatus, Keys};
 use crate::settings::Settings;
@@ -42,6 +43,8 @@ use crate::settings::Settings;
 const POLL_OVERLAP_MS: f64 = 2000.0;
 const BACKOFF_FIRST: Duration = Duration::from_millis(100);
 const BACKOFF_CAP: Duration = Duration::from_secs(5);
+/// How often a SUBSCRIBE refused by an ACL is tried again.
+const NOPERM_RETRY: Duration = Duration::from_secs(60);
 /// How long `shutdown` waits for the thread before leaving it to die with
 /// the process: shutdown must never delay Sidekiq's exit.
 const JOIN_WAIT: Duration = Duration::from_secs(1);
@@ -281,7 +284,9 @@ impl Watcher {
             return; // the thread was left behind in the parent
         }
         if let Some(watch) = self.shared.memory() {
-            watch.release_slot(&self.shared.settings.redis_url, &self.shared.keys);
+            let shared = self.shared.clone();
+            self.handle
+                .block_on(async move { watch.release_slot(&shared).await });
         }
         self.stop.notify_one();
         let _ = self.shared.events.send(Event::Shutdown);
@@ -489,6 +494,7 @@ async fn run(
         _ = subscriber(&shared, link) => {}
         _ = poller(&shared, link, loaded) => {}
         _ = writer(&shared, link, writes) => {}
+        _ = failover_watch(&shared, link) => {}
         _ = crate::report::reporter(&shared) => {}
     }
     debug!(event = "watcher.stopped", "watcher stopped");
@@ -496,14 +502,27 @@ async fn run(
 
 async fn subscriber(shared: &Arc<Shared>, link: &Link) {
     let mut backoff = Backoff::new(BACKOFF_FIRST, BACKOFF_CAP);
+    let mut refused = false;
     loop {
         let why = listen(shared, link, &mut backoff).await;
-        debug!(
-            event = "subscriber.down",
-            "cancel notifications interrupted: {why}"
-        );
+        let mut pause = backoff.next_delay();
+        if why.is_no_permission() {
+            // An ACL without `&killer:*`: the poll still applies every
+            // cancel, within poll_interval. Said once; asked again rarely.
+            if !refused {
+                warn!(event = "subscriber.refused", "Redis refused SUBSCRIBE to {} ({why}); cancels arrive by the poll within poll_interval instead of at once. Allow the channel: ACL rule &{}*", shared.keys.channel(), shared.settings.key_prefix);
+            }
+            refused = true;
+            pause = NOPERM_RETRY;
+        } else {
+            link.reset().await;
+            debug!(
+                event = "subscriber.down",
+                "cancel notifications interrupted: {why}"
+            );
+        }
         tokio::select! {
-            _ = sleep(backoff.next_delay()) => {}
+            _ = sleep(pause) => {}
             _ = shared.resubscribe.notified() => {}
         }
     }
@@ -512,14 +531,18 @@ async fn subscriber(shared: &Arc<Shared>, link: &Link) {
 /// Listens until the subscription breaks; returns why.
 async fn listen(shared: &Arc<Shared>, link: &Link, backoff: &mut Backoff) -> Error {
     let t = shared.settings.network_timeout;
-    let mut pubsub = match timeout(t, link.client().get_async_pubsub()).await {
+    let client = match link.client().await {
+        Ok(c) => c,
+        Err(e) => return e,
+    };
+    let mut pubsub = match timeout(t, client.get_async_pubsub()).await {
         Ok(Ok(p)) => p,
-        Ok(Err(e)) => return e.into(),
+        Ok(Err(e)) => return link.error(e),
         Err(_) => return Error::Connection("subscribe timed out".into()),
     };
     match timeout(t, pubsub.subscribe(shared.keys.channel())).await {
         Ok(Ok(())) => {}
-        Ok(Err(e)) => return e.into(),
+        Ok(Err(e)) => return link.error(e),
         Err(_) => return Error::Connection("subscribe timed out".into()),
     }
     backoff.reset();
@@ -547,10 +570,13 @@ async fn poller(shared: &Arc<Shared>, link: &Link, loaded: crossbeam_channel::Se
     let mut cursor: Option<f64> = None;
     let mut down = false;
     let mut first = Some(loaded);
+    // While Redis is down, tries are spaced out (poll_interval up to 5 s).
+    let mut backoff = Backoff::new(shared.settings.poll_interval, BACKOFF_CAP);
+    let mut pause = shared.settings.poll_interval;
     loop {
         if first.is_none() {
             tokio::select! {
-                _ = sleep(shared.settings.poll_interval) => {}
+                _ = sleep(pause) => {}
                 _ = shared.resync.notified() => cursor = None,
             }
         }
@@ -561,11 +587,14 @@ async fn poller(shared: &Arc<Shared>, link: &Link, loaded: crossbeam_channel::Se
         match polled {
             Ok(next) => {
                 cursor = Some(next);
+                pause = shared.settings.poll_interval;
+                backoff.reset();
                 if down {
                     down = false;
                     info!(
                         event = "redis.up",
-                        "Redis reachable again; cancels recorded meanwhile now apply"
+                        "Redis reachable again ({}); cancels recorded meanwhile now apply",
+                        link.config()
                     );
                     shared.resubscribe.notify_one();
                 }
@@ -573,9 +602,13 @@ async fn poller(shared: &Arc<Shared>, link: &Link, loaded: crossbeam_channel::Se
             Err(e) => {
                 link.reset().await;
                 cursor = None;
+                pause = backoff.next_delay().max(shared.settings.poll_interval);
                 if !down {
                     down = true;
-                    warn!(event = "redis.down", "cannot reach Redis ({e}); jobs keep running, cancels apply once it is back");
+                    // One line that says what to check; quiet until it is back.
+                    error!(event = "redis.down", "{e}; jobs keep running, Killer retries, and cancels apply once Redis answers");
+                } else {
+                    debug!(event = "redis.retry", "Redis still unavailable: {e}");
                 }
             }
         }
@@ -585,6 +618,62 @@ async fn poller(shared: &Arc<Shared>, link: &Link, loaded: crossbeam_channel::Se
             let _ = loaded.send(());
         }
     }
+}
+
+/// With sentinels: resets every connection as soon as a sentinel announces
+/// `+switch-master` for our master, so that nothing keeps talking to the
+/// old one (READONLY and lost connections do the same, later).
+async fn failover_watch(shared: &Arc<Shared>, link: &Link) {
+    let Server::Sentinel(sentinels) = &link.config().server else {
+        return std::future::pending().await;
+    };
+    let mut backoff = Backoff::new(BACKOFF_FIRST, BACKOFF_CAP);
+    loop {
+        let why = match watch_sentinel(shared, link, &sentinels.master, &mut backoff).await {
+            Ok(()) => "sentinel subscription closed".to_owned(),
+            Err(e) => e.to_string(),
+        };
+        debug!(event = "sentinel.down", "failover watch interrupted: {why}");
+        sleep(backoff.next_delay()).await;
+    }
+}
+
+async fn watch_sentinel(
+    shared: &Arc<Shared>,
+    link: &Link,
+    master: &str,
+    backoff: &mut Backoff,
+) -> Result<()> {
+    let t = shared.settings.network_timeout;
+    let client = match link.sentinel().await {
+        Some(c) => c?,
+        None => return Ok(()),
+    };
+    let mut pubsub = timeout(t, client.get_async_pubsub())
+        .await
+        .map_err(|_| Error::Connection("sentinel subscribe timed out".into()))?
+        .map_err(|e| link.error(e))?;
+    timeout(t, pubsub.subscribe("+switch-master"))
+        .await
+        .map_err(|_| Error::Connection("sentinel subscribe timed out".into()))?
+        .map_err(|e| link.error(e))?;
+    backoff.reset();
+    let mut messages = pubsub.on_message();
+    while let Some(msg) = messages.next().await {
+        // "<master name> <old ip> <old port> <new ip> <new port>"
+        let Ok(text) = msg.get_payload::<String>() else {
+            continue;
+        };
+        if text.split(' ').next() == Some(master) {
+            warn!(
+                event = "redis.failover",
+                "sentinels moved master {master} ({text}); reconnecting to the new master"
+            );
+            link.reset().await;
+            shared.resubscribe.notify_one();
+        }
+    }
+    Ok(())
 }
 
 /// Loads every request still within its TTL, aged by the Redis clock.
@@ -636,6 +725,7 @@ async fn writer(
 ) {
     let mut backoff = Backoff::new(BACKOFF_FIRST, BACKOFF_CAP);
     while let Some(w) = writes.recv().await {
+        let mut failures = 0u32;
         loop {
             match write_status(shared, link, &w).await {
                 Ok(()) => {
@@ -643,11 +733,18 @@ async fn writer(
                     break;
                 }
                 Err(e) => {
+                    // A new connection each time: after a failover, to the
+                    // new master.
                     link.reset().await;
-                    debug!(
-                        event = "status.retry",
-                        "status write failed ({e}); retrying"
-                    );
+                    failures += 1;
+                    if failures == 3 {
+                        warn!(jid = %w.ids.join(","), event = "status.retry", "cannot record the job's status yet ({e}); retrying until Redis takes it");
+                    } else {
+                        debug!(
+                            event = "status.retry",
+                            "status write failed ({e}); retrying"
+                        );
+                    }
                     sleep(backoff.next_delay()).await;
                 }
             }

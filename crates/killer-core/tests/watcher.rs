@@ -3,7 +3,9 @@ mod support;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{unbounded, Receiver};
-use killer_core::{Client, Event, JobStatus, Outcome, Settings, Started, StopReason, Watcher};
+use killer_core::{
+    Client, Event, JobStatus, Outcome, RedisConfig, Settings, Started, StopReason, Watcher,
+};
 use support::{next_cancel, wait_until, RedisServer};
 
 fn start(settings: Settings) -> (Watcher, Receiver<Event>) {
@@ -264,7 +266,10 @@ fn shutdown_is_prompt_and_tells_the_dispatcher() {
 
 #[test]
 fn bad_settings_are_refused_before_any_thread_starts() {
-    let mut s = Settings::new("redis://127.0.0.1:1/0", "test:");
+    let mut s = Settings::new(
+        RedisConfig::from_url("redis://127.0.0.1:1/0").unwrap(),
+        "test:",
+    );
     s.poll_interval = Duration::ZERO;
     let (tx, _rx) = unbounded();
     let err = Watcher::start(s, tx).err().expect("refused");

@@ -4,39 +4,52 @@
 
 use std::collections::HashMap;
 
-use killer_core::{Client as CoreClient, Settings};
-use magnus::{function, method, prelude::*, Error, RModule, Ruby};
+use killer_core::{Client as CoreClient, Delivery, Error as CoreError, RedisConfig};
+use magnus::{function, method, prelude::*, Error, RHash, RModule, Ruby};
 
-use crate::errors::{self, to_ruby};
+use crate::errors::to_ruby;
 use crate::nogvl::without_gvl;
+use crate::settings;
 
 #[magnus::wrap(class = "Killer::Native::Client", free_immediately, size)]
-struct Client(CoreClient);
+struct Client {
+    core: CoreClient,
+    /// To scrub passwords from every error before Ruby sees it.
+    redis: RedisConfig,
+}
 
 impl Client {
-    fn new(
-        ruby: &Ruby,
-        redis_url: String,
-        key_prefix: String,
-        cancel_ttl: f64,
-        network_timeout: f64,
-    ) -> Result<Self, Error> {
-        let mut s = Settings::new(&redis_url, &key_prefix);
-        s.cancel_ttl = errors::seconds(ruby, "cancel_ttl", cancel_ttl)?;
-        s.network_timeout = errors::seconds(ruby, "network_timeout", network_timeout)?;
-        CoreClient::new(s).map(Client).map_err(|e| to_ruby(ruby, e))
+    /// From `Killer::Configuration#to_native` (one Hash; see settings.rs).
+    fn new(ruby: &Ruby, options: RHash) -> Result<Self, Error> {
+        let s = settings::settings(ruby, options)?;
+        let redis = s.redis.clone();
+        match CoreClient::new(s) {
+            Ok(core) => Ok(Client { core, redis }),
+            Err(e) => Err(to_ruby(ruby, redis.redact_error(e))),
+        }
     }
 
+    fn fail(&self, ruby: &Ruby, e: CoreError) -> Error {
+        to_ruby(ruby, self.redis.redact_error(e))
+    }
+
+    /// `[status, nil]` once recorded and announced; `[status, why]` when
+    /// Redis refused the announcement (the poll delivers it).
     fn cancel(
         ruby: &Ruby,
         rb_self: &Self,
         jid: String,
         by: String,
         reason: String,
-    ) -> Result<String, Error> {
-        let done = without_gvl(ruby, || rb_self.0.cancel_by(&jid, &by, &reason))?;
-        done.map(|s| s.as_str().to_owned())
-            .map_err(|e| to_ruby(ruby, e))
+    ) -> Result<(String, Option<String>), Error> {
+        let done = without_gvl(ruby, || rb_self.core.cancel_and_publish(&jid, &by, &reason))?;
+        match done {
+            Ok((status, Delivery::Published)) => Ok((status.as_str().to_owned(), None)),
+            Ok((status, Delivery::ByPoll(why))) => {
+                Ok((status.as_str().to_owned(), Some(rb_self.redis.redact(&why))))
+            }
+            Err(e) => Err(rb_self.fail(ruby, e)),
+        }
     }
 
     /// Every field of the job's status record, as Strings.
@@ -45,7 +58,7 @@ impl Client {
         rb_self: &Self,
         jid: String,
     ) -> Result<HashMap<String, String>, Error> {
-        without_gvl(ruby, || rb_self.0.status_details(&jid))?.map_err(|e| to_ruby(ruby, e))
+        without_gvl(ruby, || rb_self.core.status_details(&jid))?.map_err(|e| rb_self.fail(ruby, e))
     }
 
     /// `[[[record_json, status_hash], ...], [report_json_or_nil, ...],
@@ -65,21 +78,21 @@ impl Client {
         ),
         Error,
     > {
-        let view = without_gvl(ruby, || rb_self.0.overview(&processes, limit))?
-            .map_err(|e| to_ruby(ruby, e))?;
+        let view = without_gvl(ruby, || rb_self.core.overview(&processes, limit))?
+            .map_err(|e| rb_self.fail(ruby, e))?;
         Ok((view.cancels, view.reports, view.recycles))
     }
 
     fn status(ruby: &Ruby, rb_self: &Self, jid: String) -> Result<Option<String>, Error> {
-        let got = without_gvl(ruby, || rb_self.0.status(&jid))?;
+        let got = without_gvl(ruby, || rb_self.core.status(&jid))?;
         got.map(|s| s.map(|s| s.as_str().to_owned()))
-            .map_err(|e| to_ruby(ruby, e))
+            .map_err(|e| rb_self.fail(ruby, e))
     }
 }
 
 pub(crate) fn init(ruby: &Ruby, native: RModule) -> Result<(), Error> {
     let class = native.define_class("Client", ruby.class_object())?;
-    class.define_singleton_method("new", function!(Client::new, 4))?;
+    class.define_singleton_method("new", function!(Client::new, 1))?;
     class.define_method("cancel", method!(Client::cancel, 3))?;
     class.define_method("status_details", method!(Client::status_details, 1))?;
     class.define_method("status", method!(Client::status, 1))?;

@@ -10,6 +10,7 @@ mod fork_watch;
 mod logging;
 mod nogvl;
 mod runtime;
+mod settings;
 
 #[magnus::init(name = "killer")]
 fn init(ruby: &Ruby) -> Result<(), Error> {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crossbeam_channel::{unbounded, Receiver, Sender};
 use killer_core::{
-    Event, Limits, MemorySettings, MemorySource, MemoryWatch, Outcome, Settings, Started, Watcher,
+    Event, Limits, MemorySettings, MemorySource, MemoryWatch, Outcome, Started, Watcher,
 };
 use magnus::{function, method, prelude::*, Error, IntoValue, RArray, RHash, RModule, Ruby, Value};
 
@@ -14,6 +14,7 @@ use crate::errors::{self, to_ruby};
 use crate::fork_watch;
 use crate::logging;
 use crate::nogvl::{without_gvl, without_gvl_interruptible};
+use crate::settings;
 
 /// Events handed to Ruby per GVL turn, at most.
 const MAX_BATCH: usize = 256;
@@ -29,33 +30,16 @@ struct Runtime {
 }
 
 impl Runtime {
-    #[allow(clippy::too_many_arguments)]
-    fn new(
-        ruby: &Ruby,
-        redis_url: String,
-        key_prefix: String,
-        poll_interval: f64,
-        cancel_ttl: f64,
-        grace: f64,
-        network_timeout: f64,
-        hard_timeout: Option<f64>,
-        report_interval: f64,
-        hostname: String,
-    ) -> Result<Self, Error> {
-        let mut s = Settings::new(&redis_url, &key_prefix);
-        s.poll_interval = errors::seconds(ruby, "poll_interval", poll_interval)?;
-        s.cancel_ttl = errors::seconds(ruby, "cancel_ttl", cancel_ttl)?;
-        s.grace = errors::seconds(ruby, "grace", grace)?;
-        s.network_timeout = errors::seconds(ruby, "network_timeout", network_timeout)?;
-        s.hard_timeout = hard_timeout
-            .map(|v| errors::seconds(ruby, "hard_timeout", v))
-            .transpose()?;
-        s.report_interval = errors::seconds(ruby, "report_interval", report_interval)?;
-        s.hostname = hostname;
-        s.validate().map_err(|e| to_ruby(ruby, e))?;
+    /// From `Killer::Configuration#to_native` (one Hash; see settings.rs).
+    fn new(ruby: &Ruby, options: RHash) -> Result<Self, Error> {
+        let s = settings::settings(ruby, options)?;
+        let redis = s.redis.clone();
+        s.validate()
+            .map_err(|e| to_ruby(ruby, redis.redact_error(e)))?;
         let (tx, rx) = unbounded();
         logging::route_to(tx.clone());
-        let watcher = Watcher::start(s, tx.clone()).map_err(|e| to_ruby(ruby, e))?;
+        let watcher =
+            Watcher::start(s, tx.clone()).map_err(|e| to_ruby(ruby, redis.redact_error(e)))?;
         Ok(Runtime {
             watcher,
             generation: fork_watch::generation(),
@@ -309,7 +293,7 @@ fn memory(ruby: &Ruby, rb_self: &Runtime) -> Result<std::sync::Arc<MemoryWatch>,
 
 pub(crate) fn init(ruby: &Ruby, native: RModule) -> Result<(), Error> {
     let class = native.define_class("Runtime", ruby.class_object())?;
-    class.define_singleton_method("new", function!(Runtime::new, 9))?;
+    class.define_singleton_method("new", function!(Runtime::new, 1))?;
     class.define_method("job_started", method!(Runtime::job_started, 3))?;
     class.define_method("job_finished", method!(Runtime::job_finished, 3))?;
     class.define_method("next_events", method!(Runtime::next_events, 1))?;

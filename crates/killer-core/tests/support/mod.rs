@@ -6,7 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
-use killer_core::{Event, Settings};
+use killer_core::{Event, RedisConfig, Settings};
 
 pub struct RedisServer {
     pub port: u16,
@@ -29,7 +29,7 @@ impl RedisServer {
     }
 
     pub fn settings(&self) -> Settings {
-        let mut s = Settings::new(&self.url(), "test:");
+        let mut s = Settings::new(RedisConfig::from_url(&self.url()).unwrap(), "test:");
         s.poll_interval = Duration::from_millis(200);
         s.grace = Duration::from_millis(300);
         s.network_timeout = Duration::from_millis(500);
@@ -82,6 +82,21 @@ impl RedisServer {
             .find_map(|l| l.strip_prefix("total_commands_processed:"))
             .and_then(|v| v.trim().parse().ok())
             .unwrap()
+    }
+
+    /// How many times Redis ran `command` (INFO commandstats): unlike the
+    /// total, it does not depend on what a client sends when it connects
+    /// (HELLO, CLIENT SETINFO), which differs between Redis versions.
+    pub fn calls_of(&self, command: &str) -> u64 {
+        let info: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query(&mut self.conn())
+            .unwrap();
+        let prefix = format!("cmdstat_{}:calls=", command.to_ascii_lowercase());
+        info.lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .and_then(|v| v.split(',').next()?.parse().ok())
+            .unwrap_or(0)
     }
 }
 
