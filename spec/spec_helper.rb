@@ -4,7 +4,7 @@ $LOAD_PATH.unshift(File.expand_path("../lib", __dir__))
 require "killer"
 require "sidekiq/api"
 # Sidekiq 6.4.1 calls redis-rb 4.8 APIs that warn on every push.
-Redis.silence_deprecations = true if Redis.respond_to?(:silence_deprecations=)
+Redis.silence_deprecations = true if defined?(Redis) && Redis.respond_to?(:silence_deprecations=)
 require "logger"
 require "stringio"
 require "securerandom"

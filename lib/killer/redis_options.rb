@@ -86,7 +86,8 @@ module Killer
         nodes = n[:sentinels].map { |h, p| "#{h}:#{p}" }.join(",")
         "#{scheme}://#{auth}#{n[:master_name]}/#{n[:db]} via sentinels #{nodes}"
       elsif n[:path]
-        "unix://#{auth}#{n[:path]}?db=#{n[:db]}"
+        login = [n[:username] && "user #{n[:username]}", n[:password] && "password #{REDACTED}"].compact
+        "unix://#{n[:path]}?db=#{n[:db]}#{login.empty? ? "" : " (#{login.join(", ")})"}"
       else
         host = n[:host].include?(":") ? "[#{n[:host]}]" : n[:host]
         "#{scheme}://#{auth}#{host}:#{n[:port]}/#{n[:db]}"

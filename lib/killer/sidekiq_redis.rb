@@ -36,13 +36,15 @@ module Killer
       config if config.respond_to?(:ssl_params) && config.respond_to?(:db)
     end
 
-    # redis-rb 4 (Sidekiq 6): the parsed options; with sentinels, `host` is
-    # the master's name.
+    # redis-rb 4 (Sidekiq 6): the parsed options. With sentinels the
+    # master's name is the URL's host (redis-rb replaces `host` with the
+    # master's address once it has connected).
     def from_redis_rb(o)
       base = { db: o[:db], username: o[:username], password: o[:password], ssl: o[:ssl], ssl_params: o[:ssl_params] }
-      return base.merge(sentinels: o[:sentinels], name: o[:host], role: o[:role]) if o[:sentinels]
+      return base.merge(host: o[:host], port: o[:port], path: o[:path]) unless o[:sentinels]
 
-      base.merge(host: o[:host], port: o[:port], path: o[:path])
+      name = o[:url] ? URI(o[:url]).host : nil
+      base.merge(sentinels: o[:sentinels], name: name, role: o[:role])
     end
 
     # redis-client (Sidekiq 7/8). A SentinelConfig resolves the master when

@@ -3,7 +3,30 @@
 # The application the end-to-end specs run under a real `sidekiq` process.
 # Jobs report what happened to them in Redis lists the specs read.
 require "killer"
-Redis.silence_deprecations = true if Redis.respond_to?(:silence_deprecations=)
+require "json"
+Redis.silence_deprecations = true if defined?(Redis) && Redis.respond_to?(:silence_deprecations=)
+
+# Redis options as JSON (the specs' deployments: TLS, unix sockets,
+# Sentinel), turned into what an initializer would write: ssl_params with
+# a verify_mode constant and OpenSSL objects for a client certificate.
+def redis_options_from_env(name)
+  json = ENV.fetch(name, nil) or return nil
+  options = JSON.parse(json, symbolize_names: true)
+  if (ssl = options[:ssl_params])
+    ssl[:verify_mode] = OpenSSL::SSL.const_get(ssl[:verify_mode]) if ssl[:verify_mode].is_a?(String)
+    ssl[:cert] = OpenSSL::X509::Certificate.new(File.read(ssl[:cert])) if ssl[:cert]
+    ssl[:key] = OpenSSL::PKey.read(File.read(ssl[:key])) if ssl[:key]
+  end
+  options
+end
+
+# KILLER_TEST_SIDEKIQ_REDIS: Sidekiq's own Redis, as `config.redis = {...}`
+# in an initializer (REDIS_URL may then name another Redis, as in apps
+# whose REDIS_URL is their cache).
+if (sidekiq_redis = redis_options_from_env("KILLER_TEST_SIDEKIQ_REDIS"))
+  Sidekiq.configure_server { |config| config.redis = sidekiq_redis }
+  Sidekiq.configure_client { |config| config.redis = sidekiq_redis }
+end
 
 Killer.configure do |c|
   c.poll_interval = Float(ENV.fetch("KILLER_TEST_POLL", "1"))
@@ -11,6 +34,8 @@ Killer.configure do |c|
   c.report_interval = Float(ENV.fetch("KILLER_TEST_REPORT", "0.5"))
   c.hard_timeout = Float(ENV["KILLER_TEST_HARD_TIMEOUT"]) if ENV["KILLER_TEST_HARD_TIMEOUT"]
   c.exit_with_parent = true if ENV["KILLER_TEST_EXIT_WITH_PARENT"]
+  # KILLER_TEST_KILLER_REDIS: a Redis for Killer alone (Killer.configure).
+  c.redis = redis_options_from_env("KILLER_TEST_KILLER_REDIS") if ENV["KILLER_TEST_KILLER_REDIS"]
 end
 
 # A process whose exit hangs after Sidekiq has stopped (a stuck at_exit

@@ -1,7 +1,7 @@
 # frozen_string_literal: true
 
 require "socket"
-require "redis"
+require "tmpdir"
 
 # Picks a free port on loopback.
 module FreePort
@@ -13,21 +13,46 @@ module FreePort
   end
 end
 
-# A real redis-server started by a test, stopped by pid.
+# A real redis-server started by a test, stopped by pid. Plain TCP by
+# default; `tls:` (a TestCA) serves TLS only, `unixsocket: true` a socket
+# only, `password:` requires one, `replica_of:` (a RedisServer) replicates.
 class RedisServer
-  attr_reader :port, :pid
+  attr_reader :port, :pid, :password, :path
 
-  def initialize(port = FreePort.pick)
+  def initialize(port = FreePort.pick, tls: nil, client_certs: false, unixsocket: false, password: nil,
+                 replica_of: nil, args: [])
     @port = port
+    @tls = tls
+    @client_certs = client_certs
+    @password = password
+    @replica_of = replica_of
+    @args = args
+    @dir = Dir.mktmpdir("killer-redis")
+    @path = File.join(@dir, "redis.sock") if unixsocket
     @pid = nil
   end
 
-  def url(db = 0) = "redis://127.0.0.1:#{port}/#{db}"
+  # The URL a user would write (no password: see #client_options).
+  def url(db = 0)
+    return "unix://#{@path}?db=#{db}" if @path
+
+    "#{@tls ? "rediss" : "redis"}://127.0.0.1:#{port}/#{db}"
+  end
+
+  # What the specs' own client needs to log in.
+  def client_options
+    options = @path ? { path: @path } : { url: url }
+    options[:password] = @password if @password
+    if @tls
+      options[:ssl_params] = { ca_file: @tls.ca_file }
+      cert, key = @tls.client
+      options[:ssl_params].merge!(cert: OpenSSL::X509::Certificate.new(File.read(cert)), key: OpenSSL::PKey.read(File.read(key))) if @client_certs
+    end
+    options
+  end
 
   def start
-    @pid = Process.spawn("redis-server", "--port", port.to_s, "--bind", "127.0.0.1",
-                         "--save", "", "--appendonly", "no",
-                         out: File::NULL, err: File::NULL)
+    @pid = Process.spawn("redis-server", *server_args, out: File::NULL, err: File::NULL)
     deadline = Time.now + 10
     until ping
       raise "redis-server did not start on #{port}" if Time.now > deadline
@@ -49,12 +74,30 @@ class RedisServer
   end
 
   def ping
-    Redis.new(url: url, timeout: 0.2).then { |r| r.ping.tap { r.close } }
+    SpecRedis.new(**client_options, timeout: 0.2).then { |r| r.ping.tap { r.close } }
   rescue StandardError
     false
   end
 
-  def redis = Redis.new(url: url)
+  def redis = SpecRedis.new(**client_options)
+
+  private
+
+  def server_args
+    args = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", @dir]
+    if @path
+      args += ["--port", "0", "--unixsocket", @path, "--unixsocketperm", "700"]
+    elsif @tls
+      cert, key = @tls.server
+      args += ["--port", "0", "--tls-port", port.to_s, "--tls-cert-file", cert, "--tls-key-file", key,
+               "--tls-ca-cert-file", @tls.ca_file, "--tls-auth-clients", @client_certs ? "yes" : "no"]
+    else
+      args += ["--port", port.to_s]
+    end
+    args += ["--requirepass", @password] if @password
+    args += ["--replicaof", "127.0.0.1", @replica_of.port.to_s] if @replica_of
+    args + @args
+  end
 end
 
 # The suite's shared server.

@@ -11,10 +11,13 @@ class SidekiqProcess
 
   attr_reader :pid, :log_path
 
-  def initialize(redis_url:, concurrency: 5, timeout: 8, env: {}, app: APP, queues: %w[default])
+  # `redis:` is how the spec reaches Sidekiq's Redis when it is not
+  # `redis_url` (TLS, a socket, sentinels: SpecRedis options).
+  def initialize(redis_url:, concurrency: 5, timeout: 8, env: {}, app: APP, queues: %w[default], redis: nil)
     @app = app
     @queues = queues
     @redis_url = redis_url
+    @redis_options = redis || { url: redis_url }
     @concurrency = concurrency
     @timeout = timeout
     @env = env
@@ -31,7 +34,7 @@ class SidekiqProcess
 
   # The process's identity in Sidekiq's process set, once it heartbeats.
   def identity
-    redis = Redis.new(url: @redis_url)
+    redis = SpecRedis.new(**@redis_options)
     redis.smembers("processes").find { |id| redis.hget(id, "info")&.then { |i| JSON.parse(i)["pid"] == @pid } }
   ensure
     redis&.close

@@ -458,7 +458,15 @@ impl fmt::Display for RedisConfig {
                 };
                 write!(f, "{scheme}://{auth}{host}:{port}/{}", self.db)
             }
-            Server::Unix { path } => write!(f, "unix://{auth}{}?db={}", path.display(), self.db),
+            Server::Unix { path } => {
+                write!(f, "unix://{}?db={}", path.display(), self.db)?;
+                match (&self.username, &self.password) {
+                    (Some(u), Some(_)) => write!(f, " (user {u}, password {REDACTED})"),
+                    (None, Some(_)) => write!(f, " (password {REDACTED})"),
+                    (Some(u), None) => write!(f, " (user {u})"),
+                    (None, None) => Ok(()),
+                }
+            }
             Server::Sentinel(s) => {
                 let nodes: Vec<String> = s.nodes.iter().map(|(h, p)| format!("{h}:{p}")).collect();
                 write!(
