@@ -46,7 +46,7 @@ impl Error {
 
     /// Redis refused a command for lack of an ACL permission.
     pub fn is_no_permission(&self) -> bool {
-        matches!(self, Error::Redis(m) if m.contains("NOPERM"))
+        matches!(self, Error::Redis(m) if m.to_ascii_uppercase().contains("NOPERM"))
     }
 }
 
@@ -86,7 +86,7 @@ fn hint(m: &str) -> &'static str {
 }
 
 fn hint_for_refusal(m: &str) -> Option<&'static str> {
-    m.contains("NOPERM").then_some(
+    m.to_ascii_uppercase().contains("NOPERM").then_some(
         "the Redis ACL user lacks a permission Killer needs (see the README's Redis section for the exact rules)",
     )
 }

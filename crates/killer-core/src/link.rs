@@ -130,18 +130,33 @@ impl Link {
     pub(crate) fn error(&self, e: redis::RedisError) -> Error {
         match Error::from(e) {
             // Which Redis: the first thing to check.
-            Error::Connection(m) => {
-                Error::Connection(format!("{}: {}", self.config, self.config.redact(&m)))
-            }
+            Error::Connection(m) => Error::Connection(format!(
+                "{}: {}{}",
+                self.config,
+                self.config.redact(&m),
+                self.silent_tls(&m)
+            )),
             other => self.config.redact_error(other),
         }
     }
 
     fn timed_out(&self) -> Error {
         Error::Connection(format!(
-            "{}: no answer within {:.1}s",
+            "{}: no answer within {:.1}s{}",
             self.config,
-            self.connect_timeout.as_secs_f64()
+            self.connect_timeout.as_secs_f64(),
+            self.silent_tls("timed out")
         ))
+    }
+
+    /// A TLS client talking to a plain Redis waits for an answer that
+    /// never comes: say that this may be why.
+    fn silent_tls(&self, m: &str) -> &'static str {
+        let timeout = m.contains("timed out") || m.contains("no answer");
+        if timeout && self.config.tls.is_some() {
+            " (a TLS handshake got no answer: is this a TLS port?)"
+        } else {
+            ""
+        }
     }
 }

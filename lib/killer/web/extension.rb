@@ -21,7 +21,8 @@ module Killer
           notice = session&.delete(:killer_notice)
           begin
             page = Overview.load
-          rescue Killer::Error => e
+          rescue Killer::Error, ArgumentError => e
+            # Whatever is wrong with Killer's Redis, the tab says so.
             page = nil
             notice = "Cannot read Killer's records: #{e.message}"
           end
@@ -56,7 +57,7 @@ module Killer
       def self.confirm(action, jid, error: nil, by: nil, reason: nil)
         job = begin
           Overview.load(limit: 1).jobs.find { |j| j.jid == jid }
-        rescue Killer::Error
+        rescue Killer::Error, ArgumentError
           nil
         end
         by ||= action.env["REMOTE_USER"] || action.session&.[](:killer_by)
