@@ -10,16 +10,15 @@ RSpec.describe "Killer.exclusive across processes" do
     Killer.configure { |c| c.logger = Logger.new($stderr) }
     options = JSON.parse(ARGV[1], symbolize_names: true)
     options[:on_lost] = options[:on_lost].to_sym if options[:on_lost]
-    redis = Redis.new(url: ENV["REDIS_URL"])
     begin
       Killer.exclusive(ARGV[0], **options) do
         loop do
-          redis.rpush("test:beats:\#{ARGV[0]}", "\#{Process.pid} \#{Process.clock_gettime(Process::CLOCK_MONOTONIC)}")
+          Sidekiq.redis { |r| r.rpush("test:beats:\#{ARGV[0]}", "\#{Process.pid} \#{Process.clock_gettime(Process::CLOCK_MONOTONIC)}") }
           sleep 0.02
         end
       end
     rescue Killer::LeaseLost => e
-      redis.rpush("test:lost:\#{ARGV[0]}", Process.clock_gettime(Process::CLOCK_MONOTONIC).to_s)
+      Sidekiq.redis { |r| r.rpush("test:lost:\#{ARGV[0]}", Process.clock_gettime(Process::CLOCK_MONOTONIC).to_s) }
       sleep 5 # still alive: a TERM (on_lost: :exit) must end it
       exit 3
     end

@@ -133,13 +133,12 @@ RSpec.describe "Killer::MemoryMiddleware in real Sidekiq processes" do
       env = { "KILLER_TEST_MEMORY" => JSON.generate(BASE.merge(min_live_processes: 0)) }
       sidekiq = SidekiqProcess.new(redis_url: server.url, concurrency: 2, env: env).start
       @processes = [sidekiq]
-      Sidekiq::Client.via(ConnectionPool.new { Redis.new(url: server.url) }) do
+      with_sidekiq_redis(url: server.url) do
         Sidekiq::Client.push("class" => GrowJob, "args" => [LIMIT_MB + 50, 30], "queue" => "default")
       end
       wait_for(10) { server.redis.lrange("test:events", 0, -1).any? { |e| e.start_with?("grew-") } }
       server.stop
       wait_for(15, "the refusal") { sidekiq.log.include?("cannot prove another live process exists") }
-      sleep 1
       expect(sidekiq.alive?).to be(true)
       expect(sidekiq.log).not_to include("quieting")
     ensure

@@ -123,9 +123,11 @@ class StubbornJob
   sidekiq_options retry: 3
 
   def perform(ignore = 1)
-    Report.event("started", jid)
     ignored = 0
     begin
+      # Reported from inside the rescuing region: a cancel sent on seeing
+      # "started" always meets the rescue.
+      Report.event("started", jid) if ignored.zero?
       sleep 0.01 while true # rubocop:disable Style/InfiniteLoop
     rescue Exception => e # rubocop:disable Lint/RescueException
       raise if ignored >= ignore

@@ -2,7 +2,7 @@
 
 # A Sidekiq app without sidekiq-killer: the baseline for timing comparisons.
 require "sidekiq"
-Redis.silence_deprecations = true if Redis.respond_to?(:silence_deprecations=)
+Redis.silence_deprecations = true if defined?(Redis) && Redis.respond_to?(:silence_deprecations=)
 
 class PlainHelloJob
   include Sidekiq::Worker

@@ -47,6 +47,13 @@ class SpecRedis
   def llen(key) = call("LLEN", key)
   def lindex(key, index) = call("LINDEX", key, index)
   def rpush(key, value) = call("RPUSH", key, value)
+
+  # [key, value] once one arrives, or nil after `timeout` seconds.
+  def blpop(key, timeout:)
+    return @conn.blpop(key, timeout: timeout) unless defined?(::RedisClient) && @conn.is_a?(::RedisClient)
+
+    @conn.blocking_call(timeout + 1, "BLPOP", key, timeout)
+  end
   def smembers(key) = call("SMEMBERS", key)
   def zcard(key) = call("ZCARD", key)
   def pttl(key) = call("PTTL", key)

@@ -130,6 +130,8 @@ RSpec.describe Killer::Cancellable do
       Killer.cancel(job.jid)
       expect(thread.join(5)).to be_truthy
       expect(ignored).to eq([1, 2])
+      # The dispatcher writes the line after the raise, so as not to delay it.
+      wait_for(5, "the warning") { log.string.include?("raising again") }
       expect(log.string).to match(/still running .* raising again.*jid=#{job.jid}/)
     end
 

@@ -124,7 +124,9 @@ async fn an_expired_slot_is_free_again() {
     for pid in 1..=3 {
         heartbeat(&mut c, "h", pid, false, 0.0);
     }
-    let short = Duration::from_millis(200);
+    // Long enough for the second request to meet the first slot on a busy
+    // machine; the slot is then waited out.
+    let short = Duration::from_secs(2);
     assert_eq!(
         request_restart_slot(&mut con, &keys, ("h", 1), 1, 1, short)
             .await
@@ -138,7 +140,7 @@ async fn an_expired_slot_is_free_again() {
         matches!(second, Permit::Denied(ref w) if w.contains("1 restart(s) already in progress")),
         "{second:?}"
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(short + Duration::from_millis(500)).await;
     assert_eq!(
         request_restart_slot(&mut con, &keys, ("h", 2), 1, 1, short)
             .await

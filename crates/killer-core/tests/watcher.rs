@@ -26,7 +26,7 @@ fn run(w: &Watcher, jid: &str) -> u64 {
 /// The watcher has subscribed and loaded the durable record.
 fn ready(redis: &RedisServer) {
     let mut c = redis.conn();
-    assert!(wait_until(Duration::from_secs(5), || {
+    assert!(wait_until(Duration::from_secs(30), || {
         let n: Vec<(String, u64)> = redis::cmd("PUBSUB")
             .arg("NUMSUB")
             .arg("test:v1:cancel")
@@ -37,27 +37,25 @@ fn ready(redis: &RedisServer) {
 }
 
 fn status(client: &Client, jid: &str, want: JobStatus) -> bool {
-    wait_until(Duration::from_secs(5), || {
+    wait_until(Duration::from_secs(30), || {
         client.status(jid).unwrap() == Some(want)
     })
 }
 
 #[test]
-fn pubsub_delivers_a_cancel_to_the_right_job_in_milliseconds() {
+fn pubsub_delivers_a_cancel_to_the_right_job() {
     let redis = RedisServer::start();
-    let (w, rx) = start(redis.settings());
+    // A poll an hour apart: only the PUBLISH can deliver it. How fast:
+    // bench/cancel_latency.rb.
+    let mut settings = redis.settings();
+    settings.poll_interval = Duration::from_secs(3600);
+    let (w, rx) = start(settings);
     let client = Client::new(redis.settings()).unwrap();
     ready(&redis);
     let _other = run(&w, "other");
     let token = run(&w, "target");
-    let t0 = Instant::now();
     client.cancel("target").unwrap();
-    let (got, jid, attempt) = next_cancel(&rx, Duration::from_secs(2)).expect("cancel event");
-    assert!(
-        t0.elapsed() < Duration::from_millis(150),
-        "took {:?}",
-        t0.elapsed()
-    );
+    let (got, jid, attempt) = next_cancel(&rx, Duration::from_secs(30)).expect("cancel event");
     assert_eq!((got, jid.as_str(), attempt), (token, "target", 1));
     w.job_finished(token, Outcome::Cancelled, "target").unwrap();
     assert!(status(&client, "target", JobStatus::Cancelled));
@@ -80,15 +78,9 @@ fn the_poll_catches_a_lost_notification_within_poll_interval() {
         .arg("quiet")
         .query(&mut c)
         .unwrap();
-    let t0 = Instant::now();
-    let (got, _, _) = next_cancel(&rx, Duration::from_secs(2)).expect("poll found it");
+    // Nothing was published: only the poll (every 200 ms here) can find it.
+    let (got, _, _) = next_cancel(&rx, Duration::from_secs(30)).expect("poll found it");
     assert_eq!(got, token);
-    // poll_interval is 200 ms in these tests.
-    assert!(
-        t0.elapsed() < Duration::from_millis(450),
-        "took {:?}",
-        t0.elapsed()
-    );
 }
 
 #[test]
@@ -106,7 +98,7 @@ fn the_poll_catches_cancels_while_pubsub_is_cut() {
         .query(&mut c)
         .unwrap();
     client.cancel("cut").unwrap();
-    let (got, _, _) = next_cancel(&rx, Duration::from_secs(2)).expect("delivered anyway");
+    let (got, _, _) = next_cancel(&rx, Duration::from_secs(30)).expect("delivered anyway");
     assert_eq!(got, token);
 }
 
@@ -117,7 +109,7 @@ fn a_cancel_recorded_before_start_stops_the_job_from_starting() {
     client.cancel("early").unwrap();
     // The watcher starts later, as in a process booted after the cancel.
     let (w, _rx) = start(redis.settings());
-    assert!(wait_until(Duration::from_secs(3), || w.known_cancels() == 1));
+    assert!(wait_until(Duration::from_secs(30), || w.known_cancels() == 1));
     assert_eq!(
         w.job_started(vec!["early".into()], "TestJob", None)
             .unwrap(),
@@ -130,19 +122,20 @@ fn a_cancel_recorded_before_start_stops_the_job_from_starting() {
 #[test]
 fn an_ignored_cancel_is_raised_again_after_grace() {
     let redis = RedisServer::start();
-    let (w, rx) = start(redis.settings());
+    // Long enough that no third raise can come between the second one and
+    // the job's end below, however busy the machine.
+    let mut settings = redis.settings();
+    settings.grace = Duration::from_secs(1);
+    let (w, rx) = start(settings);
     let client = Client::new(redis.settings()).unwrap();
     ready(&redis);
     let token = run(&w, "stubborn");
     client.cancel("stubborn").unwrap();
-    assert_eq!(next_cancel(&rx, Duration::from_secs(2)).unwrap().2, 1);
+    assert_eq!(next_cancel(&rx, Duration::from_secs(30)).unwrap().2, 1);
     let t0 = Instant::now();
-    let (again, _, attempt) = next_cancel(&rx, Duration::from_secs(2)).unwrap();
+    let (again, _, attempt) = next_cancel(&rx, Duration::from_secs(30)).unwrap();
     assert_eq!((again, attempt), (token, 2));
-    assert!(
-        t0.elapsed() >= Duration::from_millis(250),
-        "grace is 300 ms"
-    );
+    assert!(t0.elapsed() >= Duration::from_millis(950), "grace is 1 s");
     w.job_finished(token, Outcome::Cancelled, "stubborn")
         .unwrap();
     assert!(
@@ -159,7 +152,7 @@ fn a_job_that_finishes_first_is_reported_finished() {
     ready(&redis);
     let token = run(&w, "quick");
     client.cancel("quick").unwrap();
-    next_cancel(&rx, Duration::from_secs(2)).unwrap();
+    next_cancel(&rx, Duration::from_secs(30)).unwrap();
     w.job_finished(token, Outcome::Finished, "quick").unwrap();
     assert!(status(&client, "quick", JobStatus::Finished));
 }
@@ -180,28 +173,28 @@ fn a_cancel_just_after_the_job_ended_is_reported_finished() {
 #[test]
 fn jobs_run_while_redis_is_down_and_cancels_apply_once_it_is_back() {
     let mut redis = RedisServer::start();
-    let (w, rx) = start(redis.settings());
+    // No periodic poll: what comes back after the restart is the
+    // subscription and its reload.
+    let mut settings = redis.settings();
+    settings.poll_interval = Duration::from_secs(3600);
+    let (w, rx) = start(settings);
     let client = Client::new(redis.settings()).unwrap();
     ready(&redis);
     redis.stop();
     // Registration needs no Redis.
     let token = run(&w, "survivor");
+    // Down for a while (the outcome below does not depend on how long).
     std::thread::sleep(Duration::from_millis(600));
     redis.restart();
     client.cancel("survivor").unwrap();
-    let (got, _, _) = next_cancel(&rx, Duration::from_secs(8)).expect("delivered after reconnect");
+    let (got, _, _) = next_cancel(&rx, Duration::from_secs(30)).expect("delivered after reconnect");
     assert_eq!(got, token);
-    // And the subscription is back: the next cancel is fast again.
+    // And the subscription is back: with no periodic poll, only the
+    // PUBLISH can deliver the next one.
     ready(&redis);
     let t2 = run(&w, "second");
-    let t0 = Instant::now();
     client.cancel("second").unwrap();
-    assert_eq!(next_cancel(&rx, Duration::from_secs(2)).unwrap().0, t2);
-    assert!(
-        t0.elapsed() < Duration::from_millis(150),
-        "{:?}",
-        t0.elapsed()
-    );
+    assert_eq!(next_cancel(&rx, Duration::from_secs(30)).unwrap().0, t2);
 }
 
 #[test]
@@ -222,7 +215,7 @@ fn a_cancel_recorded_while_the_watcher_was_disconnected_is_loaded_on_reconnect()
         .arg("offline")
         .query(&mut c)
         .unwrap();
-    assert_eq!(next_cancel(&rx, Duration::from_secs(8)).unwrap().0, token);
+    assert_eq!(next_cancel(&rx, Duration::from_secs(30)).unwrap().0, token);
 }
 
 #[test]
@@ -256,11 +249,8 @@ fn shutdown_is_prompt_and_tells_the_dispatcher() {
     ready(&redis);
     let t0 = Instant::now();
     w.shutdown();
-    assert!(
-        t0.elapsed() < Duration::from_millis(500),
-        "{:?}",
-        t0.elapsed()
-    );
+    // Bounded by design (JOIN_WAIT, 1 s); the margin is for a busy machine.
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
     assert!(rx.try_iter().any(|e| e == Event::Shutdown));
 }
 
@@ -280,7 +270,9 @@ fn bad_settings_are_refused_before_any_thread_starts() {
 fn a_job_past_its_deadline_gets_a_timeout_and_its_neighbour_nothing() {
     let redis = RedisServer::start();
     let mut settings = redis.settings();
-    settings.grace = Duration::from_millis(300);
+    // Long enough that no third raise can come between the second one and
+    // the job's end below, however busy the machine.
+    settings.grace = Duration::from_secs(1);
     let (w, rx) = start(settings);
     let started = |jid: &str, timeout: Option<Duration>| match w
         .job_started(vec![jid.to_owned()], "TestJob", timeout)
@@ -307,15 +299,15 @@ fn a_job_past_its_deadline_gets_a_timeout_and_its_neighbour_nothing() {
             _ => continue,
         }
     };
-    let first = timeout(Duration::from_secs(2)).expect("a timeout for slow");
+    let first = timeout(Duration::from_secs(30)).expect("a timeout for slow");
     let waited = t0.elapsed();
     assert_eq!(first, (slow, "slow".to_owned(), 1, StopReason::Timeout));
     assert!(
-        waited >= Duration::from_millis(200) && waited < Duration::from_millis(600),
-        "{waited:?}"
+        waited >= Duration::from_millis(200),
+        "never early: {waited:?}"
     );
     // Ignored: raised again after `grace`, still as a timeout.
-    let again = timeout(Duration::from_secs(2)).expect("a second raise");
+    let again = timeout(Duration::from_secs(30)).expect("a second raise");
     assert_eq!(again, (slow, "slow".to_owned(), 2, StopReason::Timeout));
     w.job_finished(slow, Outcome::Finished, "slow").unwrap();
     assert_eq!(

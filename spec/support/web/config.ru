@@ -6,7 +6,7 @@ require "securerandom"
 require "rack/session/cookie"
 require "sidekiq/web"
 require "killer/web"
-Redis.silence_deprecations = true if Redis.respond_to?(:silence_deprecations=)
+Redis.silence_deprecations = true if defined?(Redis) && Redis.respond_to?(:silence_deprecations=)
 
 # Killer's records may live in another Redis than Sidekiq's.
 Killer.configure { |c| c.redis_url = ENV["KILLER_REDIS_URL"] } if ENV["KILLER_REDIS_URL"]
