@@ -20,7 +20,7 @@ end
 
 # An export that would take a minute: the kind of job people want to stop.
 class ExportJob
-  include Sidekiq::Worker
+  include Sidekiq::Job
   include Killer::Cancellable
   sidekiq_options retry: 5
 
@@ -38,7 +38,7 @@ end
 
 # Pure Ruby arithmetic: no IO, no sleep, nowhere to check a flag.
 class CrunchJob
-  include Sidekiq::Worker
+  include Sidekiq::Job
   include Killer::Cancellable
 
   def perform
@@ -50,7 +50,7 @@ end
 
 # A small job that shows the process still works.
 class HelloJob
-  include Sidekiq::Worker
+  include Sidekiq::Job
 
   def perform(name)
     Sidekiq.redis { |r| r.set("demo:done:#{jid}", "hello #{name} from pid #{Process.pid}") }
@@ -59,7 +59,7 @@ end
 
 # Keeps what it allocates: the leak that makes a process bloated.
 class BloatJob
-  include Sidekiq::Worker
+  include Sidekiq::Job
   LEAK = [] # rubocop:disable Style/MutableConstant
 
   def perform(mb)
@@ -70,7 +70,7 @@ end
 
 # A job that must not be cut short by a recycle: the drain waits for it.
 class SlowJob
-  include Sidekiq::Worker
+  include Sidekiq::Job
 
   def perform(seconds)
     Sidekiq.redis { |r| r.set("demo:progress:#{jid}", "running") }

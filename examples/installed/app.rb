@@ -7,7 +7,7 @@ require "killer"
 
 # Reports in Redis that it started, then works until cancelled.
 class ExportJob
-  include Sidekiq::Worker
+  include Sidekiq::Job
   include Killer::Cancellable
 
   def perform

@@ -4,7 +4,7 @@ module Killer
   # Makes a worker's running jobs cancellable with Killer.cancel(jid):
   #
   #   class ReportJob
-  #     include Sidekiq::Worker
+  #     include Sidekiq::Job
   #     include Killer::Cancellable
   #     def perform(id) = build_report(id)
   #   end

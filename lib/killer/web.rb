@@ -3,6 +3,7 @@
 require "sidekiq/web"
 require_relative "../killer"
 require_relative "web/format"
+require_relative "web/style"
 require_relative "web/overview"
 require_relative "web/extension"
 

@@ -112,14 +112,37 @@ RSpec.describe "The Killer tab in Sidekiq::Web", keep_redis: true do
     # A session and its CSRF token, as the confirmation page hands them out.
     def session_and_token(jid)
       res = Net::HTTP.get_response(URI("#{@web.url}/killer/cancel?jid=#{jid}"))
-      [res["set-cookie"][/\A[^;]+/], res.body[/name='authenticity_token' value='([^']+)'/, 1]]
+      [res["set-cookie"].to_s[/\A[^;]+/], res.body[/name=.authenticity_token. value=.([^'"]+)./, 1]]
     end
 
-    def post(form, cookie: nil)
+    def post(form, cookie: nil, headers: {})
       req = Net::HTTP::Post.new(URI("#{@web.url}/killer/cancel"))
       req["Cookie"] = cookie if cookie
+      headers.each { |k, v| req[k] = v }
       req.set_form_data(form)
       Net::HTTP.start("127.0.0.1", @web.port) { |http| http.request(req) }
+    end
+
+    # A POST as the confirmation page's own form sends it: with the
+    # session's token where Sidekiq renders one (up to 8.0), with the
+    # browser's Sec-Fetch-Site header where it checks that instead (8.1+).
+    def legit_post(form)
+      cookie, token = session_and_token("x")
+      return post(form.merge("authenticity_token" => token), cookie: cookie) if token
+
+      post(form, headers: { "Sec-Fetch-Site" => "same-origin" })
+    end
+
+    it "refuses a cross-site POST, by this Sidekiq's own mechanism, and records nothing" do
+      cookie, token = session_and_token("x")
+      res =
+        if token # a session, and a token that is not its own
+          post({ "jid" => "forged-2", "authenticity_token" => token.reverse }, cookie: cookie)
+        else # what a browser sends for a form on another site
+          post({ "jid" => "forged-2" }, headers: { "Sec-Fetch-Site" => "cross-site" })
+        end
+      expect(res.code).to eq("403")
+      expect(Killer.status("forged-2")).to be_nil
     end
 
     it "refuses a POST without Sidekiq's CSRF token and records nothing" do
@@ -132,15 +155,26 @@ RSpec.describe "The Killer tab in Sidekiq::Web", keep_redis: true do
 
     it "shows a bad jid's ArgumentError on the confirmation page and records nothing" do
       history = redis.llen("killer:v1:history")
-      cookie, token = session_and_token("x")
-      res = post({ "jid" => "x" * 2000, "authenticity_token" => token, "reason" => "typo" }, cookie: cookie)
+      res = legit_post({ "jid" => "x" * 2000, "reason" => "typo" })
       expect(res.code).to eq("200")
       expect(res.body[%r{id="killer-error">(.*?)</div>}m, 1]).to include("jid must be at most 1024 bytes, got 2000 bytes")
       expect(res.body).to include('value="typo"')
-      res = post({ "jid" => "", "authenticity_token" => token }, cookie: cookie)
+      res = legit_post({ "jid" => "" })
       expect(res.body).to include("jid must be a non-empty String")
       expect(redis.llen("killer:v1:history")).to eq(history)
     end
+  end
+
+  it "uses only classes that this Sidekiq's own stylesheets define" do
+    require "killer/web"
+    html = page
+    sheets = html.scan(/<link[^>]+href="([^"]+\.css)"/).flatten
+    css = sheets.map { |href| Net::HTTP.get(URI.join("#{@web.url}/", href)) }.join("\n")
+    used = Killer::Web::Style.classes.values.compact.flat_map(&:split).uniq
+    expect(used).not_to be_empty
+    unstyled = used.reject { |klass| css.match?(/\.#{Regexp.escape(klass)}(?![\w-])/) }
+    expect(unstyled).to be_empty, "not in #{sheets.join(", ")}: #{unstyled.join(", ")}"
+    expect(html).to include(Killer::Web::Style.header("Killer"))
   end
 
   it "escapes what operators typed: a reason is text, never markup" do
