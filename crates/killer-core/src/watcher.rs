@@ -276,13 +276,15 @@ impl Watcher {
     /// Stops the thread and tells the dispatcher to leave. Waits at most
     /// [`JOIN_WAIT`] for the thread; never hangs.
     pub fn shutdown(&self) {
+        if std::process::id() != self.pid {
+            // The thread was left behind in the parent; touch no lock that
+            // a parent thread may have held at the instant of fork.
+            return;
+        }
         let taken = self.thread.lock().map(|mut t| t.take());
         let Ok(Some(thread)) = taken else {
             return;
         };
-        if std::process::id() != self.pid {
-            return; // the thread was left behind in the parent
-        }
         if let Some(watch) = self.shared.memory() {
             let shared = self.shared.clone();
             self.handle

@@ -1,9 +1,17 @@
 //! Routes the core's `tracing` events to the Ruby dispatcher, which writes
 //! them to Sidekiq's logger with the jid. The subscriber is process-global;
 //! the sink is swapped when a runtime starts (a forked child starts its own).
+//!
+//! The sink is an atomic pointer, not a lock: a child forked while the
+//! parent's watcher was logging would inherit the lock held, and its own
+//! `Killer.start` would wait for it forever. Each runtime's sender is
+//! leaked on purpose (a few per process lifetime: one per runtime start),
+//! so a logging thread never reads a sender that was freed under it.
 
 use std::fmt::Write as _;
-use std::sync::{Once, RwLock};
+use std::ptr::null_mut;
+use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::Once;
 
 use crossbeam_channel::Sender;
 use killer_core::{Event, LogLevel};
@@ -13,13 +21,12 @@ use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::Layer;
 
-static SINK: RwLock<Option<Sender<Event>>> = RwLock::new(None);
+static SINK: AtomicPtr<Sender<Event>> = AtomicPtr::new(null_mut());
 static INSTALL: Once = Once::new();
 
 pub(crate) fn route_to(sender: Sender<Event>) {
-    if let Ok(mut sink) = SINK.write() {
-        *sink = Some(sender);
-    }
+    // The previous sender stays allocated (see above).
+    SINK.store(Box::into_raw(Box::new(sender)), Ordering::Release);
     INSTALL.call_once(|| {
         let subscriber = tracing_subscriber::registry()
             .with(LevelFilter::INFO)
@@ -34,8 +41,12 @@ struct ToDispatcher;
 
 impl<S: Subscriber> Layer<S> for ToDispatcher {
     fn on_event(&self, event: &tracing::Event<'_>, _ctx: Context<'_, S>) {
-        let Ok(sink) = SINK.read() else { return };
-        let Some(sender) = sink.as_ref() else { return };
+        let sink = SINK.load(Ordering::Acquire);
+        // SAFETY: non-null pointers in SINK come from Box::into_raw and are
+        // never freed.
+        let Some(sender) = (unsafe { sink.as_ref() }) else {
+            return;
+        };
         let mut line = Line::default();
         event.record(&mut line);
         let level = match *event.metadata().level() {

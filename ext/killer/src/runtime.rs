@@ -2,6 +2,7 @@
 //! core's watcher thread and the event channel the Ruby dispatcher thread
 //! waits on.
 
+use std::mem::ManuallyDrop;
 use std::time::Duration;
 
 use crossbeam_channel::{unbounded, Receiver, Sender};
@@ -21,12 +22,36 @@ const MAX_BATCH: usize = 256;
 
 #[magnus::wrap(class = "Killer::Native::Runtime", free_immediately, size)]
 struct Runtime {
-    watcher: Watcher,
+    /// Never dropped in a forked child (see Drop).
+    parts: ManuallyDrop<Parts>,
     /// Fork generation at start: a forked child inherits this object but
     /// not the threads behind it.
     generation: u64,
+}
+
+struct Parts {
+    watcher: Watcher,
     events: Receiver<Event>,
     waker: Sender<Event>,
+}
+
+impl std::ops::Deref for Runtime {
+    type Target = Parts;
+    fn deref(&self) -> &Parts {
+        &self.parts
+    }
+}
+
+impl Drop for Runtime {
+    /// In a forked child the parent's channel and watcher are left alone:
+    /// dropping them takes locks a parent thread may have held at the
+    /// instant of fork, which nothing in the child would ever release.
+    fn drop(&mut self) {
+        if !fork_watch::forked_since(self.generation, self.parts.watcher.pid()) {
+            // SAFETY: dropped once, here; never used again.
+            unsafe { ManuallyDrop::drop(&mut self.parts) };
+        }
+    }
 }
 
 impl Runtime {
@@ -41,10 +66,12 @@ impl Runtime {
         let watcher =
             Watcher::start(s, tx.clone()).map_err(|e| to_ruby(ruby, redis.redact_error(e)))?;
         Ok(Runtime {
-            watcher,
+            parts: ManuallyDrop::new(Parts {
+                watcher,
+                events: rx,
+                waker: tx,
+            }),
             generation: fork_watch::generation(),
-            events: rx,
-            waker: tx,
         })
     }
 
