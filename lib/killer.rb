@@ -59,8 +59,9 @@ module Killer
       wait = Validation.seconds!("wait", wait, min: 0, max: 86_400, allow_nil: true)
       by = Validation.text!("by", by || Validation.default_requester, max: 200)
       reason = Validation.text!("reason", reason || "", max: 1000)
-      _, refused = configuration.client.cancel(jid, by, reason)
+      _, refused, dropped = configuration.client.cancel(jid, by, reason)
       configuration.publish_refused(refused) if refused
+      configuration.cancels_dropped(dropped) if dropped.positive?
       return true unless wait
 
       wait_for_end(jid, wait)
@@ -70,8 +71,9 @@ module Killer
     # the job), :cancelled (the job was stopped or never started),
     # :finished (the job ended on its own first), or nil (no request known).
     # With `verbose: true`, a Hash: { state:, requested_at:, by:, reason:,
-    # cancelled_at: or finished_at:, class: (once the job has ended) }
-    # (times as Time), or nil.
+    # cancelled_at: or finished_at:, class: (once the job has ended),
+    # requests: (how many times it was asked), last_by:, last_reason:,
+    # last_at: (the latest repeat, if any) } (times as Time), or nil.
     def status(jid, verbose: false)
       jid = Validation.jid!(jid)
       raise ArgumentError, "verbose must be true or false, got #{verbose.inspect}" unless [true, false].include?(verbose)
@@ -82,6 +84,7 @@ module Killer
 
       details.to_h do |field, value|
         next [field.to_sym, value.to_sym] if field == "state"
+        next [field.to_sym, Integer(value)] if field == "requests"
         next [field.to_sym, Time.at(Integer(value) / 1000.0)] if field.end_with?("_at")
 
         [field.to_sym, value]
@@ -102,10 +105,11 @@ module Killer
     # with `wait: true` (forever) or `wait: seconds`.
     def exclusive(name, ttl: 15, wait: false, on_lost: :raise, &block)
       raise ArgumentError, "Killer.exclusive needs a block" unless block
-      unless name.is_a?(String) && !name.empty? && name.bytesize <= 200
+      unless name.is_a?(String) && !name.empty?
         raise ArgumentError, "lease name must be a String of 1 to 200 bytes, got #{name.inspect}"
       end
 
+      name = Validation.text!("lease name", name, max: 200)
       ttl = Validation.seconds!("ttl", ttl, min: 0.3, max: 86_400)
       unless [true, false].include?(wait) || (wait.is_a?(Numeric) && wait.real? && wait >= 0 && wait.to_f.finite?)
         raise ArgumentError, "wait must be true, false or a number of seconds, got #{wait.inspect}"

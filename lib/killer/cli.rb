@@ -2,6 +2,7 @@
 
 require "logger"
 require "optparse"
+require_relative "held_command"
 
 module Killer
   # The `killer` command, for shells and scripts:
@@ -9,6 +10,9 @@ module Killer
   #   killer cancel JID [--wait SECONDS] [--by NAME] [--reason TEXT]
   #   killer status JID
   #   killer exclusive NAME [--ttl SECONDS] [--wait SECONDS] -- CMD ARGS...
+  #
+  # `exclusive` passes TERM, INT, HUP, QUIT, USR1 and USR2 on to CMD and
+  # keeps the lease until CMD has exited (Killer::HeldCommand).
   #
   # Exit status: 0 done (with --wait: the job is no longer running), 1 any
   # Redis problem (unreachable, refused, TLS, a Redis setting Killer cannot
@@ -155,53 +159,25 @@ module Killer
       0
     end
 
-    STOP_WAIT = 10 # seconds between TERM and KILL for a command that lost its lease
-
     def exclusive(options)
       name = @argv.shift
       raise ArgumentError, "a lease NAME is required" unless name
       raise ArgumentError, "a command is required after --" if @argv.empty?
 
-      command = @argv.dup
+      held = HeldCommand.new(@argv.dup)
       status = nil
-      held = Killer.exclusive(name, ttl: options.fetch(:ttl, 15), wait: options.fetch(:wait, false)) do
-        status = run_while_held(command)
+      taken = Killer.exclusive(name, ttl: options.fetch(:ttl, 15), wait: options.fetch(:wait, false)) do
+        status = held.run
       end
-      return held_elsewhere(name) if held == false
+      return held_elsewhere(name) if taken == false
+      # Told to stop by a signal, as a shell: 128 + the signal.
+      return 128 + Signal.list.fetch(held.forwarded) if held.forwarded
 
       exit_code(status)
     rescue LeaseLost => e
-      @err.puts "killer: #{e.message}; stopped #{command.first}"
-      exit_code(status)
-    end
-
-    # Runs the command; if LeaseLost interrupts the wait, stops it (TERM,
-    # then KILL) and reaps it before the exception goes on.
-    def run_while_held(command)
-      pid = Process.spawn(*command)
-      Process.wait2(pid).last
-    rescue LeaseLost
-      stop_command(pid)
-      raise
-    rescue SystemCallError => e
-      raise ArgumentError, "cannot run #{command.first.inspect}: #{e.message}"
-    end
-
-    def stop_command(pid)
-      return unless pid
-
-      Process.kill("TERM", pid)
-      deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + STOP_WAIT
-      until Process.wait2(pid, Process::WNOHANG)
-        if Process.clock_gettime(Process::CLOCK_MONOTONIC) > deadline
-          Process.kill("KILL", pid)
-          Process.wait2(pid)
-          break
-        end
-        sleep 0.05
-      end
-    rescue Errno::ESRCH, Errno::ECHILD
-      nil
+      held&.stop
+      @err.puts "killer: #{e.message}; stopped #{@argv.first}"
+      143
     end
 
     def held_elsewhere(name)

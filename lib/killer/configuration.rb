@@ -103,7 +103,8 @@ module Killer
 
     # Sets #key_prefix: 1 to 200 characters, no whitespace.
     def key_prefix=(prefix)
-      unless prefix.is_a?(String) && prefix.size.between?(1, 200) && !prefix.match?(/\s/)
+      prefix = Validation.utf8!("key_prefix", prefix) if prefix.is_a?(String)
+      unless prefix.is_a?(String) && prefix.size.between?(1, 200) && !prefix.match?(/\s/) && !prefix.match?(Validation::CONTROL)
         raise ArgumentError, "key_prefix must be a String of 1 to 200 characters without whitespace, got #{prefix.inspect}"
       end
 
@@ -219,6 +220,16 @@ module Killer
       Log.write(logger, :warn, nil, "cancels are recorded, but Redis refused to PUBLISH them (#{why}); running jobs " \
                                     "stop at the next poll (within poll_interval) instead of at once. Allow the " \
                                     "channel: ACL rule &#{key_prefix}* event=cancel.publish_refused")
+    end
+
+    # Logs, once per process, that the durable record of cancels met its
+    # cap (Native::MAX_CANCELS) and dropped its oldest requests.
+    def cancels_dropped(count)
+      return if @cancels_dropped
+
+      @cancels_dropped = true
+      Log.write(logger, :warn, nil, "more than #{Native::MAX_CANCELS} cancel requests are recorded; the oldest " \
+                                    "(#{count} now) were dropped, so jobs they named may run event=cancel.cap")
     end
 
     # Records (and logs once) why the runtime could not start.

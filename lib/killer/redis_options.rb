@@ -295,9 +295,11 @@ module Killer
     def string(o, key)
       value = o[key]
       return nil if value.nil?
-      return value.to_s if value.is_a?(String) || value.is_a?(Symbol)
+      return problem("#{key} must be a String, got #{value.class}") unless value.is_a?(String) || value.is_a?(Symbol)
 
-      problem("#{key} must be a String, got #{value.class}")
+      Validation.utf8!(key.to_s, value.to_s)
+    rescue ArgumentError => e
+      problem(e.message)
     end
 
     # A password: a String, or (redis-client's form) something callable.
@@ -305,9 +307,13 @@ module Killer
       value = o[key]
       value = value.call(username) if value.respond_to?(:call)
       return nil if value.nil? || value == ""
-      return value if value.is_a?(String)
+      return problem("#{key} must be a String, got #{value.class}") unless value.is_a?(String)
 
-      problem("#{key} must be a String, got #{value.class}")
+      begin
+        Validation.utf8!(key.to_s, value)
+      rescue ArgumentError
+        problem("#{key} must be valid UTF-8 text") # never shown: it is a secret
+      end
     end
 
     def integer(o, key, default, range)

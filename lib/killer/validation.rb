@@ -9,6 +9,10 @@ module Killer
   module Validation
     module_function
 
+    # Control characters (C0, DEL, C1): a newline or an ANSI escape in a
+    # name or a reason would forge lines in Sidekiq's log and in terminals.
+    CONTROL = /[\u0000-\u001f\u007f-\u009f]/
+
     # `jid` if usable as a jid; else ArgumentError naming the value.
     def jid!(jid)
       unless jid.is_a?(String) && !jid.empty?
@@ -17,23 +21,44 @@ module Killer
       if jid.bytesize > Native::MAX_JID_BYTES
         raise ArgumentError, "jid must be at most #{Native::MAX_JID_BYTES} bytes, got #{jid.bytesize} bytes (#{jid[0, 32].inspect}...)"
       end
-      raise ArgumentError, "jid must be valid #{jid.encoding}, got #{jid.inspect}" unless jid.valid_encoding?
 
-      jid.encode(Encoding::UTF_8)
-    rescue EncodingError
-      raise ArgumentError, "jid must be convertible to UTF-8, got #{jid.inspect}"
+      plain!("jid", utf8!("jid", jid))
     end
 
-    # A String of at most `max` bytes in UTF-8 (who asked for a cancel, why).
+    # A String of at most `max` bytes in UTF-8 without control characters
+    # (who asked for a cancel, why, a lease's name).
     def text!(name, value, max:)
       raise ArgumentError, "#{name} must be a String, got #{value.inspect}" unless value.is_a?(String)
 
-      value = value.encode(Encoding::UTF_8)
+      value = plain!(name, utf8!(name, value))
       raise ArgumentError, "#{name} must be at most #{max} bytes, got #{value.bytesize} bytes (#{value[0, 32].inspect}...)" if value.bytesize > max
 
       value
+    end
+
+    # `value` as valid UTF-8 (converted from another valid encoding), or
+    # ArgumentError naming `name`: the native core takes UTF-8 only.
+    def utf8!(name, value)
+      # Binary (ASCII-8BIT) text, as sockets and forms hand it over, is
+      # read as the UTF-8 it usually is.
+      utf8 = value.encoding == Encoding::BINARY ? value.dup.force_encoding(Encoding::UTF_8) : value.encode(Encoding::UTF_8)
+      raise ArgumentError, "#{name} must be valid UTF-8, got #{shown(value)}" unless utf8.valid_encoding?
+
+      utf8
     rescue EncodingError
-      raise ArgumentError, "#{name} must be convertible to UTF-8, got #{value.inspect}"
+      raise ArgumentError, "#{name} must be convertible to UTF-8, got #{shown(value)}"
+    end
+
+    # `value` if it has no control character, else ArgumentError naming it.
+    def plain!(name, value)
+      return value unless value.match?(CONTROL)
+
+      raise ArgumentError, "#{name} must not contain control characters (newlines, escapes), got #{shown(value)}"
+    end
+
+    # `value.inspect` with every control character escaped, for messages.
+    def shown(value)
+      value.inspect.gsub(CONTROL) { |c| format("\\u%04x", c.ord) }
     end
 
     # Who asks, when the caller does not say: the OS user at this host.

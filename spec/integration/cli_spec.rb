@@ -28,14 +28,14 @@ RSpec.describe "the killer command" do
   end
 
   it "refuses bad usage with status 2, writing nothing to Redis" do
-    before = redis.dbsize
+    before = killer_keys
     [[], %w[cancel], %w[cancel a b], %w[frob x], %w[status x --wait 1], %w[cancel x --wait soon]].each do |args|
       out, err, code = killer(*args)
       expect(code).to eq(args.empty? ? 0 : 2), "killer #{args.join(" ")}: #{out}#{err}"
       expect(args.empty? ? out : err).to include("Usage: killer")
     end
     expect(killer("cancel", "x" * 2000).last).to eq(2)
-    expect(redis.dbsize).to eq(before)
+    expect(killer_keys).to eq(before)
   end
 
   describe "exclusive" do
@@ -65,6 +65,68 @@ RSpec.describe "the killer command" do
       expect(code).to eq(143)
       expect(err).to include("lost lease cli-c: another holder has it")
       expect { Process.kill(0, Integer(File.read(pid_file))) }.to raise_error(Errno::ESRCH)
+    end
+  end
+
+  describe "exclusive under a supervisor's signals" do
+    def spawn_killer(*args)
+      env = { "REDIS_URL" => TestRedis.url, "RUBYLIB" => SidekiqProcess::LIB }
+      Process.spawn(env, "ruby", File.expand_path("../../exe/killer", __dir__), *args, err: File::NULL)
+    end
+
+    def gone?(pid) = !File.exist?("/proc/#{pid}") || File.read("/proc/#{pid}/stat").split(") ").last.start_with?("Z")
+
+    it "passes TERM on, keeps (and renews) the lease until the command has exited, then exits 128 + 15" do
+      dir = Dir.mktmpdir
+      # The command takes TERM, then needs 1.5 s to finish: longer than the lease's ttl.
+      script = "File.write(#{(dir + "/pid").inspect}, Process.pid.to_s); " \
+               "trap('TERM') { File.write(#{(dir + "/term").inspect}, '1'); $stop = true }; " \
+               "sleep 0.01 until $stop; sleep 1.5; File.write(#{(dir + "/done").inspect}, '1')"
+      pid = spawn_killer("exclusive", "held-on", "--ttl", "1", "--", "ruby", "-e", script)
+      wait_for(15, "the command to run") { File.exist?("#{dir}/pid") }
+      Process.kill("TERM", pid)
+      wait_for(5, "the command to get TERM") { File.exist?("#{dir}/term") }
+      held = []
+      status = wait_for(15, "killer to exit") do
+        held << redis.exists?("killer:v1:lease:held-on") unless File.exist?("#{dir}/done")
+        Process.wait2(pid, Process::WNOHANG)&.last
+      end
+      expect(File.exist?("#{dir}/done")).to be(true) # it finished its work
+      expect(held.size).to be > 10
+      expect(held).to all(be(true)) # held all along, though 1.5 s > ttl
+      expect(status.exitstatus).to eq(143)
+      expect(redis.exists?("killer:v1:lease:held-on")).to be(false) # released after
+    ensure
+      Process.kill("KILL", pid) if pid && !status rescue nil # rubocop:disable Style/RescueModifier
+    end
+
+    it "passes INT, HUP and USR1 on too, once each" do
+      dir = Dir.mktmpdir
+      script = "File.write(#{(dir + "/pid").inspect}, Process.pid.to_s); got = []; " \
+               "%w[INT HUP USR1].each { |s| trap(s) { got << s } }; sleep 0.01 until got.size >= 3; sleep 0.3; " \
+               "File.write(#{(dir + "/got").inspect}, got.join(' ')); exit 3"
+      pid = spawn_killer("exclusive", "signals", "--", "ruby", "-e", script)
+      wait_for(15, "the command to run") { File.exist?("#{dir}/pid") }
+      %w[INT HUP USR1].each do |sig|
+        Process.kill(sig, pid)
+        sleep 0.1 # the command counts what arrives; signals of one kind do not queue
+      end
+      status = wait_for(15, "killer to exit") { Process.wait2(pid, Process::WNOHANG)&.last }
+      expect(File.read("#{dir}/got")).to eq("INT HUP USR1")
+      expect(status.exitstatus).to eq(128 + Signal.list["USR1"])
+    end
+
+    it "leaves no command behind when killer itself is SIGKILLed" do
+      dir = Dir.mktmpdir
+      pid = spawn_killer("exclusive", "killed", "--ttl", "1", "--", "ruby", "-e",
+                         "File.write(#{(dir + "/pid").inspect}, Process.pid.to_s); sleep 60")
+      wait_for(15, "the command to run") { File.exist?("#{dir}/pid") }
+      child = Integer(File.read("#{dir}/pid"))
+      Process.kill("KILL", pid)
+      Process.wait(pid)
+      wait_for(10, "the command to die with it (PR_SET_PDEATHSIG)") { gone?(child) }
+    ensure
+      Process.kill("KILL", child) if child && !gone?(child) rescue nil # rubocop:disable Style/RescueModifier
     end
   end
 

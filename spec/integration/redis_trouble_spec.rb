@@ -42,6 +42,23 @@ RSpec.describe "Killer when its Redis is wrong, refuses it, or is not there" do
     sidekiq&.stop
   end
 
+  it "warns when Redis may evict Killer's records (maxmemory-policy), and says nothing otherwise" do
+    server = RedisServer.new(args: ["--maxmemory-policy", "allkeys-lru"]).start
+    log = capture_log
+    Killer.configure { |c| c.redis_url = server.url }
+    Killer.start
+    wait_for(10, "the warning") { log.string.include?("event=redis.eviction") }
+    expect(log.string).to match(/maxmemory-policy is allkeys-lru.*Set maxmemory-policy noeviction/)
+
+    Killer.reset!
+    log = capture_log
+    Killer.start # the suite's Redis: noeviction, Redis's default
+    wait_for(10, "the watcher's start line, written after the check") { log.string.include?("watching for cancels") }
+    expect(log.string).not_to include("event=redis.eviction")
+  ensure
+    server&.stop
+  end
+
   context "with passwords" do
     before(:all) do
       @password = "pw-#{SecureRandom.hex(6)}"

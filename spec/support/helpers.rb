@@ -14,6 +14,11 @@ module SpecHelpers
 
   def redis = TestRedis.redis
 
+  # How many keys Killer's API wrote in the suite's Redis (Sidekiq's own
+  # keys come and go with its heartbeats, Killer's process reports with
+  # report_interval).
+  def killer_keys = redis.call("KEYS", "killer:*").grep_v(/\Akiller:v1:process:/).size
+
   # A logger whose output the example can read.
   def capture_log
     io = StringIO.new

@@ -9,11 +9,34 @@ RSpec.describe "the audit trail of cancels" do
     expect(details).to include(state: :requested, by: "alice", reason: "stuck export")
     expect(details[:requested_at]).to be_within(5).of(Time.now)
     expect(Killer.status("never", verbose: true)).to be_nil
-    # A second request neither replaces the first requester nor the state.
+    # A second request keeps the first requester and the state, and counts itself.
     Killer.cancel("audited", by: "bob", reason: "me too")
-    expect(Killer.status("audited", verbose: true)).to include(by: "alice", reason: "stuck export")
-    expect(history.first(2).map { |r| r.values_at("jid", "by", "reason") })
-      .to eq([%w[audited bob me\ too], ["audited", "alice", "stuck export"]])
+    expect(Killer.status("audited", verbose: true))
+      .to include(by: "alice", reason: "stuck export", requests: 2, last_by: "bob", last_reason: "me too",
+                  last_at: kind_of(Time))
+    expect(history.map { |r| r.values_at("jid", "by", "reason") }).to eq([["audited", "alice", "stuck export"]])
+  end
+
+  it "is not flooded by one jid cancelled again and again: one record, counted" do
+    Killer.cancel("first", by: "alice")
+    1000.times { Killer.cancel("again", by: "mallory") }
+    expect(history.map { |r| r["jid"] }).to eq(%w[again first])
+    expect(Killer.status("again", verbose: true)).to include(requests: 1000, by: "mallory")
+  end
+
+  it "refuses control characters (forged log lines, terminal escapes) and bad encodings, writing nothing" do
+    before = killer_keys
+    expect { Killer.cancel("x", by: "eve\nE, [2026-11-29] ERROR -- : forged") }
+      .to raise_error(ArgumentError, /by must not contain control characters.*eve\\nE/)
+    expect { Killer.cancel("x", reason: "\e[31mred") }.to raise_error(ArgumentError, /reason must not contain control/)
+    expect { Killer.cancel("job\r\n1") }.to raise_error(ArgumentError, /jid must not contain control/)
+    expect { Killer.cancel("x", by: "\xFF".b) }.to raise_error(ArgumentError, /by must be valid UTF-8/)
+    expect { Killer.cancel("\xFE".b) }.to raise_error(ArgumentError, /jid must be valid UTF-8/)
+    expect { Killer.exclusive("\xFF".b) { nil } }.to raise_error(ArgumentError, /lease name must be valid UTF-8/)
+    expect { Killer.exclusive("lease\n") { nil } }.to raise_error(ArgumentError, /lease name must not contain control/)
+    expect(Killer.configuration.runtime_if_started).to be_nil # refused before starting anything
+    expect(killer_keys).to eq(before)
+    expect(Killer.cancel("caf\u00e9".b, by: "zo\u00eb".b)).to be(true) # UTF-8 bytes in a binary String are fine
   end
 
   it "names the OS user at this host when `by` is not given" do
@@ -29,12 +52,12 @@ RSpec.describe "the audit trail of cancels" do
   end
 
   it "refuses a bad by or reason with ArgumentError naming it, writing nothing" do
-    before = redis.dbsize
+    before = killer_keys
     expect { Killer.cancel("x", by: 42) }.to raise_error(ArgumentError, /by must be a String, got 42/)
     expect { Killer.cancel("x", by: "a" * 201) }.to raise_error(ArgumentError, /by must be at most 200 bytes/)
     expect { Killer.cancel("x", reason: :why) }.to raise_error(ArgumentError, /reason must be a String, got :why/)
     expect { Killer.cancel("x", reason: "r" * 1001) }.to raise_error(ArgumentError, /reason must be at most 1000 bytes/)
     expect { Killer.status("x", verbose: "yes") }.to raise_error(ArgumentError, /verbose.*"yes"/)
-    expect(redis.dbsize).to eq(before)
+    expect(killer_keys).to eq(before)
   end
 end

@@ -79,14 +79,14 @@ RSpec.describe "bad input to the public API" do
         expect(e.message).to include(bad.is_a?(String) && bad.size > 100 ? "1025 bytes" : bad.inspect[0, 20])
       }
       expect(commands).to eq(before + 1) # only our own INFO
-      expect(TestRedis.redis.dbsize).to eq(0)
+      expect(killer_keys).to eq(0)
     end
   end
 
   [-1, "5", Float::NAN].each do |bad|
     it "Killer.cancel(jid, wait: #{bad.inspect}) raises ArgumentError and writes nothing" do
       expect { Killer.cancel("abc", wait: bad) }.to raise_error(ArgumentError, /wait.*#{Regexp.escape(bad.inspect)}/)
-      expect(TestRedis.redis.dbsize).to eq(0)
+      expect(killer_keys).to eq(0)
     end
   end
 

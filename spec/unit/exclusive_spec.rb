@@ -82,13 +82,13 @@ RSpec.describe "Killer.exclusive" do
 
   it "rejects bad arguments with ArgumentError naming the value, writing nothing" do
     start_killer
-    before = redis.dbsize
+    before = killer_keys
     expect { Killer.exclusive("", ttl: 5) { 1 } }.to raise_error(ArgumentError, /lease name.*""/)
     expect { Killer.exclusive(:sym, ttl: 5) { 1 } }.to raise_error(ArgumentError, /lease name.*:sym/)
     expect { Killer.exclusive("x", ttl: 0.1) { 1 } }.to raise_error(ArgumentError, /ttl.*0.1/)
     expect { Killer.exclusive("x", ttl: 5, wait: "yes") { 1 } }.to raise_error(ArgumentError, /wait.*"yes"/)
     expect { Killer.exclusive("x", ttl: 5, on_lost: :ignore) { 1 } }.to raise_error(ArgumentError, /on_lost.*:ignore/)
     expect { Killer.exclusive("x", ttl: 5) }.to raise_error(ArgumentError, /needs a block/)
-    expect(redis.dbsize).to eq(before)
+    expect(killer_keys).to eq(before)
   end
 end

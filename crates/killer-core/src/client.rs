@@ -14,8 +14,10 @@ use redis::Script;
 use crate::error::{Error, Result};
 use crate::link::Link;
 use crate::schema::{
-    validate_jid, JobStatus, Keys, CANCEL_SCRIPT, HISTORY_CAP, MAX_BY_BYTES, MAX_REASON_BYTES,
+    validate_jid, JobStatus, Keys, CANCEL_SCRIPT, HISTORY_CAP, MAX_BY_BYTES, MAX_CANCELS,
+    MAX_REASON_BYTES,
 };
+
 use crate::settings::Settings;
 
 /// What the Web tab shows, read in two round trips.
@@ -42,6 +44,18 @@ pub struct Client {
     /// the parent's too, and dropping them would unregister the parent's.
     runtime: ManuallyDrop<tokio::runtime::Runtime>,
     pid: u32,
+}
+
+/// What recording a cancel did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recorded {
+    /// The job's status after the call: `Requested`, or the terminal one
+    /// if the job had already been stopped or had finished.
+    pub status: JobStatus,
+    pub delivery: Delivery,
+    /// Oldest requests dropped to keep the durable record at
+    /// [`MAX_CANCELS`].
+    pub dropped: u64,
 }
 
 /// How a recorded cancel was announced to the watchers.
@@ -76,13 +90,13 @@ impl Client {
     /// job's status after the call (`Requested`, or the terminal status if
     /// the job had already been stopped).
     pub fn cancel(&self, jid: &str) -> Result<JobStatus> {
-        self.cancel_and_publish(jid, "", "").map(|(s, _)| s)
+        self.cancel_and_publish(jid, "", "").map(|r| r.status)
     }
 
     /// Records a cancel for `jid` with who asked and why, in the durable
     /// record, the job's status and the audit trail (`Keys::history`),
     /// without announcing it (see [`Self::cancel_and_publish`]).
-    pub fn cancel_by(&self, jid: &str, by: &str, reason: &str) -> Result<JobStatus> {
+    pub fn cancel_by(&self, jid: &str, by: &str, reason: &str) -> Result<Recorded> {
         validate_jid(jid)?;
         for (name, value, max) in [
             ("by", by, MAX_BY_BYTES),
@@ -95,7 +109,7 @@ impl Client {
                 )));
             }
         }
-        let state: String = self.with_conn(|mut c| async move {
+        let (state, dropped): (String, u64) = self.with_conn(|mut c| async move {
             self.cancel
                 .key(self.keys.cancels())
                 .key(self.keys.status(jid))
@@ -105,24 +119,25 @@ impl Client {
                 .arg(by)
                 .arg(reason)
                 .arg(HISTORY_CAP)
+                .arg(MAX_CANCELS)
+                .arg(self.keys.status_prefix())
                 .invoke_async(&mut c)
                 .await
         })?;
         let status = JobStatus::parse(&state)
             .ok_or_else(|| Error::Redis(format!("unexpected status {state:?} for {jid}")))?;
-        Ok(status)
+        Ok(Recorded {
+            status,
+            delivery: Delivery::Published,
+            dropped,
+        })
     }
 
     /// Records a cancel and announces it; see [`Self::cancel_by`]. The
     /// record is what makes the cancel happen: once it is written, a
     /// refused PUBLISH is reported, never raised.
-    pub fn cancel_and_publish(
-        &self,
-        jid: &str,
-        by: &str,
-        reason: &str,
-    ) -> Result<(JobStatus, Delivery)> {
-        let status = self.cancel_by(jid, by, reason)?;
+    pub fn cancel_and_publish(&self, jid: &str, by: &str, reason: &str) -> Result<Recorded> {
+        let recorded = self.cancel_by(jid, by, reason)?;
         let published: Result<i64> = self.with_conn(|mut c| async move {
             redis::cmd("PUBLISH")
                 .arg(self.keys.channel())
@@ -130,10 +145,13 @@ impl Client {
                 .query_async(&mut c)
                 .await
         });
-        match published {
-            Ok(_) => Ok((status, Delivery::Published)),
-            Err(e) => Ok((status, Delivery::ByPoll(e.to_string()))),
-        }
+        Ok(match published {
+            Ok(_) => recorded,
+            Err(e) => Recorded {
+                delivery: Delivery::ByPoll(e.to_string()),
+                ..recorded
+            },
+        })
     }
 
     pub fn status(&self, jid: &str) -> Result<Option<JobStatus>> {

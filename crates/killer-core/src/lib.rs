@@ -24,7 +24,7 @@ mod settings;
 mod stop;
 mod watcher;
 
-pub use client::{Client, Delivery, Overview, MAX_OVERVIEW_LIMIT};
+pub use client::{Client, Delivery, Overview, Recorded, MAX_OVERVIEW_LIMIT};
 pub use error::{Error, Result};
 pub use event::{Event, LogLevel, StopReason};
 pub use lease::{validate_lease, MAX_LEASE_NAME_BYTES};
@@ -35,8 +35,8 @@ pub use redis_config::{redact_url, RedisConfig, Sentinels, Server, Tls, REDACTED
 pub use registry::{Outcome, Reaction, RunningJob, Started};
 pub use report::{JobReport, ProcessReport, RecycleEvent};
 pub use schema::{
-    validate_jid, JobStatus, Keys, HISTORY_CAP, MAX_BY_BYTES, MAX_JID_BYTES, MAX_REASON_BYTES,
-    RECYCLES_CAP, RECYCLES_TTL, SCHEMA_VERSION, SIDEKIQ_PROCESSES,
+    validate_jid, JobStatus, Keys, HISTORY_CAP, MAX_BY_BYTES, MAX_CANCELS, MAX_JID_BYTES,
+    MAX_REASON_BYTES, RECYCLES_CAP, RECYCLES_TTL, SCHEMA_VERSION, SIDEKIQ_PROCESSES,
 };
 pub use settings::Settings;
 pub use watcher::Watcher;

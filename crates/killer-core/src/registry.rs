@@ -6,6 +6,8 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
+use crate::schema::MAX_CANCELS;
+
 /// How many ended jobs are remembered, and for how long, so a cancel that
 /// arrives just after a job ended is answered `finished` at once instead of
 /// staying `requested` until its TTL.
@@ -75,8 +77,15 @@ pub struct Registry {
     by_id: HashMap<String, u64>,
     /// id -> when the request stops applying (cancel_ttl after it was made).
     cancels: HashMap<String, Instant>,
+    /// Ids of `cancels` in the order they were first learned (some may be
+    /// gone already): who goes first when the copy is full.
+    order: VecDeque<String>,
+    /// Requests dropped to stay at [`MAX_CANCELS`], since start.
+    dropped: u64,
     /// Ids of jobs that ended lately, oldest first, with when they ended.
     recent: VecDeque<(String, Instant)>,
+    /// How many times each id is in `recent`: found without a scan.
+    recent_ids: HashMap<String, u32>,
 }
 
 impl Registry {
@@ -107,9 +116,10 @@ impl Registry {
         if job.cancel_for.is_none() {
             for id in &job.ids {
                 self.recent.push_back((id.clone(), now));
+                *self.recent_ids.entry(id.clone()).or_default() += 1;
             }
             while self.recent.len() > RECENT_CAP {
-                self.recent.pop_front();
+                self.forget_oldest_recent();
             }
         }
         for id in &job.ids {
@@ -140,6 +150,12 @@ impl Registry {
             return Reaction::None;
         }
         let new = self.cancels.insert(id.to_owned(), until).is_none();
+        if new {
+            self.order.push_back(id.to_owned());
+            if self.cancels.len() > MAX_CANCELS {
+                self.drop_oldest();
+            }
+        }
         if let Some(&token) = self.by_id.get(id) {
             if let Some(job) = self.jobs.get_mut(&token) {
                 if job.cancel_for.is_some() {
@@ -149,10 +165,47 @@ impl Registry {
                 return Reaction::Interrupt(token);
             }
         }
-        if new && self.recent.iter().any(|(r, _)| r == id) {
+        if new && self.recent_ids.contains_key(id) {
             return Reaction::AlreadyFinished;
         }
         Reaction::None
+    }
+
+    /// Requests dropped so far to keep the copy at [`MAX_CANCELS`].
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// Drops the oldest requests for jobs not running here until the copy
+    /// is back at its cap (a running job's request stays: it is acting).
+    fn drop_oldest(&mut self) {
+        let mut spared = 0;
+        while self.cancels.len() > MAX_CANCELS && spared <= self.order.len() {
+            let Some(id) = self.order.pop_front() else {
+                break;
+            };
+            if !self.cancels.contains_key(&id) {
+                continue; // expired meanwhile
+            }
+            if self.by_id.contains_key(&id) {
+                self.order.push_back(id);
+                spared += 1;
+                continue;
+            }
+            self.cancels.remove(&id);
+            self.dropped += 1;
+        }
+    }
+
+    fn forget_oldest_recent(&mut self) {
+        if let Some((id, _)) = self.recent.pop_front() {
+            if let Some(n) = self.recent_ids.get_mut(&id) {
+                *n -= 1;
+                if *n == 0 {
+                    self.recent_ids.remove(&id);
+                }
+            }
+        }
     }
 
     pub fn is_running(&self, token: u64) -> bool {
@@ -187,12 +240,16 @@ impl Registry {
     /// not the uptime.
     pub fn expire(&mut self, now: Instant) {
         self.cancels.retain(|_, until| *until > now);
+        let cancels = &self.cancels;
+        if self.order.len() > 2 * cancels.len() + 1024 {
+            self.order.retain(|id| cancels.contains_key(id));
+        }
         while self
             .recent
             .front()
             .is_some_and(|(_, at)| now.duration_since(*at) > RECENT_FOR)
         {
-            self.recent.pop_front();
+            self.forget_oldest_recent();
         }
     }
 
@@ -205,6 +262,33 @@ impl Registry {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn a_storm_of_cancels_keeps_the_newest_and_every_running_jobs() {
+        let now = Instant::now();
+        let mut r = Registry::default();
+        let Started::Run(_) = r.start(ids(&["running-early"]), "Job".into(), now) else {
+            panic!("should run")
+        };
+        // Its request comes first, so it is the oldest of the storm.
+        r.request_cancel("running-early", now + DAY, now);
+        for i in 0..MAX_CANCELS + 5_000 {
+            r.request_cancel(&format!("unknown-{i}"), now + DAY, now);
+        }
+        assert_eq!(r.known_cancels(), MAX_CANCELS);
+        assert_eq!(r.dropped(), 5_001);
+        assert!(
+            r.is_requested("running-early", now),
+            "a running job's request stays"
+        );
+        assert!(!r.is_requested("unknown-0", now), "the oldest went first");
+        assert!(r.is_requested(&format!("unknown-{}", MAX_CANCELS + 4_999), now));
+        // A job whose request was dropped starts: it was asked too long ago.
+        assert!(matches!(
+            r.start(ids(&["unknown-0"]), "Job".into(), now),
+            Started::Run(_)
+        ));
+    }
 
     fn ids(v: &[&str]) -> Vec<String> {
         v.iter().map(|s| (*s).to_owned()).collect()

@@ -39,7 +39,13 @@ impl Keys {
     }
 
     pub fn status(&self, jid: &str) -> String {
-        format!("{}status:{jid}", self.base)
+        format!("{}{jid}", self.status_prefix())
+    }
+
+    /// What every status key starts with (the cancel script builds keys of
+    /// requests it drops).
+    pub fn status_prefix(&self) -> String {
+        format!("{}status:", self.base)
     }
 
     pub fn channel(&self) -> String {
@@ -142,9 +148,17 @@ impl JobStatus {
 /// cursor compares times from one clock. The PUBLISH that wakes the
 /// watchers is sent after it, on its own: a refused PUBLISH (an ACL without
 /// the channel) must not undo or hide a cancel the poll will apply.
+///
+/// A repeated request for a jid already known adds no audit record: it
+/// counts itself (`requests`) and keeps who asked last (`last_by`,
+/// `last_reason`, `last_at`) in the status, so a thousand repeats cannot
+/// push everyone else out of the capped trail. The durable record holds at
+/// most ARGV[6] requests: past it, the oldest are dropped (with their
+/// status, if still `requested`).
 /// KEYS[1] cancels zset, KEYS[2] status hash, KEYS[3] history list;
 /// ARGV[1] jid, ARGV[2] ttl ms, ARGV[3] by, ARGV[4] reason, ARGV[5] history
-/// cap. Returns the job's status after the call.
+/// cap, ARGV[6] cap of the durable record, ARGV[7] status key prefix.
+/// Returns {status after the call, requests dropped to stay under the cap}.
 pub(crate) const CANCEL_SCRIPT: &str = r#"
 if redis.replicate_commands then redis.replicate_commands() end
 local t = redis.call('TIME')
@@ -152,18 +166,37 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local ttl = tonumber(ARGV[2])
 redis.call('ZADD', KEYS[1], now, ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - ttl)
+local dropped = 0
+local over = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[6])
+if over > 0 then
+  for _, old in ipairs(redis.call('ZRANGE', KEYS[1], 0, over - 1)) do
+    local key = ARGV[7] .. old
+    if redis.call('HGET', key, 'state') == 'requested' then redis.call('DEL', key) end
+  end
+  redis.call('ZREMRANGEBYRANK', KEYS[1], 0, over - 1)
+  dropped = over
+end
 redis.call('PEXPIRE', KEYS[1], ttl)
 local state = redis.call('HGET', KEYS[2], 'state')
-if not state then
-  state = 'requested'
-  redis.call('HSET', KEYS[2], 'state', state, 'requested_at', now, 'by', ARGV[3], 'reason', ARGV[4])
-  redis.call('PEXPIRE', KEYS[2], ttl)
+if state then
+  redis.call('HINCRBY', KEYS[2], 'requests', 1)
+  redis.call('HSET', KEYS[2], 'last_by', ARGV[3], 'last_reason', ARGV[4], 'last_at', now)
+  return {state, dropped}
 end
+state = 'requested'
+redis.call('HSET', KEYS[2], 'state', state, 'requested_at', now, 'by', ARGV[3], 'reason', ARGV[4], 'requests', 1)
+redis.call('PEXPIRE', KEYS[2], ttl)
 redis.call('LPUSH', KEYS[3], cjson.encode({jid = ARGV[1], by = ARGV[3], reason = ARGV[4], at = now, state = state}))
 redis.call('LTRIM', KEYS[3], 0, tonumber(ARGV[5]) - 1)
 redis.call('PEXPIRE', KEYS[3], ttl)
-return state
+return {state, dropped}
 "#;
+
+/// Cancel requests kept, in the durable record and in each process's copy
+/// of it. Past it the oldest are dropped first (locally: those for jobs
+/// not running), with one warning: a storm of cancels for unknown jids
+/// costs bounded memory and never slows job starts.
+pub const MAX_CANCELS: usize = 50_000;
 
 /// Grants a restart slot only if enough *other* processes are alive, not
 /// quiet and not recycling, and fewer than the maximum restarts are in

@@ -35,7 +35,7 @@ use crate::link::Link;
 use crate::memory_watch::{self, MemorySettings, MemoryWatch};
 use crate::redis_config::Server;
 use crate::registry::{Outcome, Reaction, Registry, Started};
-use crate::schema::{JobStatus, Keys};
+use crate::schema::{JobStatus, Keys, MAX_CANCELS};
 use crate::settings::Settings;
 
 /// The incremental poll re-reads this much before its cursor, so a request
@@ -69,6 +69,8 @@ pub(crate) struct Shared {
     /// long timeouts do not pile up sleeping tasks.
     timers: Mutex<HashMap<u64, AbortHandle>>,
     parent_watched: AtomicBool,
+    /// The local copy of requests met its cap (warned once).
+    cap_warned: AtomicBool,
     pub(crate) leases: crate::lease::Leases,
     writes: mpsc::UnboundedSender<StatusWrite>,
     /// subscriber -> poller: just (re)subscribed, reload every request.
@@ -104,6 +106,7 @@ impl Watcher {
             memory: Mutex::new(None),
             timers: Mutex::new(HashMap::new()),
             parent_watched: AtomicBool::new(false),
+            cap_warned: AtomicBool::new(false),
             leases: Default::default(),
             registry: Mutex::new(Registry::default()),
             events,
@@ -375,7 +378,14 @@ impl Shared {
     /// A request for `jid` is known to exist for `remaining` more time.
     fn cancel_seen(self: &Arc<Self>, jid: &str, remaining: Duration) {
         let now = Instant::now();
-        let reaction = self.registry().request_cancel(jid, now + remaining, now);
+        let (reaction, dropped) = {
+            let mut registry = self.registry();
+            let reaction = registry.request_cancel(jid, now + remaining, now);
+            (reaction, registry.dropped())
+        };
+        if dropped > 0 && !self.cap_warned.swap(true, Ordering::Relaxed) {
+            warn!(event = "cancel.cap", "more than {MAX_CANCELS} cancel requests are known; the oldest for jobs not running here are dropped first (a job they named may run)");
+        }
         match reaction {
             Reaction::Interrupt(token) => {
                 // The raise first: the log line must not cost it a GVL turn.
@@ -575,6 +585,7 @@ async fn poller(shared: &Arc<Shared>, link: &Link, loaded: crossbeam_channel::Se
     // While Redis is down, tries are spaced out (poll_interval up to 5 s).
     let mut backoff = Backoff::new(shared.settings.poll_interval, BACKOFF_CAP);
     let mut pause = shared.settings.poll_interval;
+    let mut eviction_checked = false;
     loop {
         if first.is_none() {
             tokio::select! {
@@ -591,6 +602,10 @@ async fn poller(shared: &Arc<Shared>, link: &Link, loaded: crossbeam_channel::Se
                 cursor = Some(next);
                 pause = shared.settings.poll_interval;
                 backoff.reset();
+                if !eviction_checked {
+                    eviction_checked = true;
+                    warn_if_evicting(link).await;
+                }
                 if down {
                     down = false;
                     info!(
@@ -619,6 +634,28 @@ async fn poller(shared: &Arc<Shared>, link: &Link, loaded: crossbeam_channel::Se
         if let Some(loaded) = first.take() {
             let _ = loaded.send(());
         }
+    }
+}
+
+/// Warns once if Redis may evict keys: under memory pressure an evicting
+/// policy would drop Killer's durable record (and Sidekiq's jobs), as
+/// Sidekiq itself warns. INFO rather than CONFIG, which managed Redis
+/// often disables; an INFO refused says nothing.
+async fn warn_if_evicting(link: &Link) {
+    let Ok(mut con) = link.get().await else {
+        return;
+    };
+    let info: redis::RedisResult<String> =
+        redis::cmd("INFO").arg("memory").query_async(&mut con).await;
+    let Some(policy) = info.ok().and_then(|text| {
+        text.lines()
+            .find_map(|l| l.strip_prefix("maxmemory_policy:"))
+            .map(|p| p.trim().to_owned())
+    }) else {
+        return;
+    };
+    if policy != "noeviction" {
+        warn!(event = "redis.eviction", "Redis's maxmemory-policy is {policy}: under memory pressure it may evict Killer's records of cancels (and Sidekiq's jobs). Set maxmemory-policy noeviction, as Sidekiq asks");
     }
 }
 

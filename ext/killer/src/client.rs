@@ -33,23 +33,27 @@ impl Client {
         to_ruby(ruby, self.redis.redact_error(e))
     }
 
-    /// `[status, nil]` once recorded and announced; `[status, why]` when
-    /// Redis refused the announcement (the poll delivers it).
+    /// `[status, refused, dropped]`: `refused` is nil once announced, or
+    /// why Redis refused the PUBLISH (the poll delivers it); `dropped` the
+    /// oldest requests dropped to keep the durable record under its cap.
     fn cancel(
         ruby: &Ruby,
         rb_self: &Self,
         jid: String,
         by: String,
         reason: String,
-    ) -> Result<(String, Option<String>), Error> {
+    ) -> Result<(String, Option<String>, u64), Error> {
         let done = without_gvl(ruby, || rb_self.core.cancel_and_publish(&jid, &by, &reason))?;
-        match done {
-            Ok((status, Delivery::Published)) => Ok((status.as_str().to_owned(), None)),
-            Ok((status, Delivery::ByPoll(why))) => {
-                Ok((status.as_str().to_owned(), Some(rb_self.redis.redact(&why))))
-            }
-            Err(e) => Err(rb_self.fail(ruby, e)),
-        }
+        let recorded = done.map_err(|e| rb_self.fail(ruby, e))?;
+        let refused = match recorded.delivery {
+            Delivery::Published => None,
+            Delivery::ByPoll(why) => Some(rb_self.redis.redact(&why)),
+        };
+        Ok((
+            recorded.status.as_str().to_owned(),
+            refused,
+            recorded.dropped,
+        ))
     }
 
     /// Every field of the job's status record, as Strings.

@@ -17,6 +17,7 @@ fn init(ruby: &Ruby) -> Result<(), Error> {
     let native = ruby.define_module("Killer")?.define_module("Native")?;
     native.const_set("SCHEMA_VERSION", killer_core::SCHEMA_VERSION)?;
     native.const_set("MAX_JID_BYTES", killer_core::MAX_JID_BYTES)?;
+    native.const_set("MAX_CANCELS", killer_core::MAX_CANCELS)?;
     // The container's memory limit (cgroup v2), for max_memory_percent.
     native.define_module_function(
         "cgroup_memory_limit",

@@ -20,7 +20,8 @@ module Killer
       # One request in the audit trail. `outcome`: "requested", "cancelled",
       # "finished before cancel" or "expired" (the status is gone:
       # cancel_ttl passed). `latency` in seconds from request to outcome.
-      Cancel = Struct.new(:jid, :class_name, :requested_at, :by, :reason, :outcome, :latency, keyword_init: true)
+      Cancel = Struct.new(:jid, :class_name, :requested_at, :by, :reason, :outcome, :latency, :requests, :last_by,
+                          keyword_init: true)
 
       # A Sidekiq process, with Killer's report of it when there is one.
       # `memory`: { rss_mb:, limit_mb:, hard_limit_mb:, state:, reason:,
@@ -110,7 +111,8 @@ module Killer
         Cancel.new(jid: record["jid"], class_name: status["class"] || classes[record["jid"]],
                    requested_at: time(record["at"]), by: record["by"], reason: record["reason"],
                    outcome: OUTCOMES.fetch(state, "expired"),
-                   latency: ended && [(Integer(ended) - requested) / 1000.0, 0].max)
+                   latency: ended && [(Integer(ended) - requested) / 1000.0, 0].max,
+                   requests: Integer(status["requests"] || 1), last_by: status["last_by"])
       end
 
       def recycle(event)
