@@ -3,6 +3,9 @@
 $LOAD_PATH.unshift(File.expand_path("../lib", __dir__))
 require "killer"
 require "sidekiq/api"
+# Sidekiq 7+ logs each Redis pool it creates at info; the specs' output is
+# RSpec's.
+Sidekiq.logger.level = Logger::WARN
 # Sidekiq 6.4.1 calls redis-rb 4.8 APIs that warn on every push.
 Redis.silence_deprecations = true if defined?(Redis) && Redis.respond_to?(:silence_deprecations=)
 require "logger"

@@ -45,8 +45,10 @@ module Killer
 
     # The process's exit status.
     def run
-      # Killer's own log lines go to stderr, warnings up: stdout is the answer.
+      # Killer's own log lines go to stderr, warnings up: stdout is the answer
+      # (Sidekiq 7+ logs its pool's creation at info, to stdout).
       Killer.configure { |c| c.logger = Logger.new(@err, level: Logger::WARN, formatter: ->(_, _, _, msg) { "#{msg}\n" }) }
+      ::Sidekiq.logger.level = Logger::WARN
       options = parse_globals
       return (@out.puts(Killer::VERSION) || 0) if options[:version]
 

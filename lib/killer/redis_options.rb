@@ -175,7 +175,8 @@ module Killer
     def build(o)
       native = { db: integer(o, :db, 0, 0..1_000_000) || 0,
                  username: string(o, :username), password: secret(o, :password, o[:username]) }
-      native[:username] = nil if native[:username] == "default" && !native[:password]
+      # "default" is who a password alone logs in as (redis-client names it).
+      native[:username] = nil if native[:username] == "default"
       native.merge!(ssl(o))
       return native.merge!(sentinels(o)) if o[:sentinels]
 
@@ -209,7 +210,7 @@ module Killer
       problem("with sentinels needs the master's name (name:, or the URL's host)") unless name.is_a?(String) && !name.empty?
       password = secret(o, :sentinel_password, o[:sentinel_username]) || sentinel_field(list, :password)
       username = string(o, :sentinel_username) || sentinel_field(list, :username)
-      username = nil if username == "default" && !password
+      username = nil if username == "default"
       { sentinels: nodes, master_name: name.to_s, sentinel_username: username,
         sentinel_password: password, sentinel_ssl: @sentinel_ssl }
     end

@@ -64,6 +64,7 @@ RSpec.describe "the per-process runtime" do
       $LOAD_PATH.unshift(#{File.expand_path("../../lib", __dir__).inspect})
       require "killer"
       Killer.configure { |c| c.logger = Logger.new(File::NULL) }
+      Sidekiq.logger.level = Logger::WARN
       Killer.start
       sleep 0.2
       puts "exiting"
