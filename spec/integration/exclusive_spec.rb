@@ -8,6 +8,7 @@ RSpec.describe "Killer.exclusive across processes" do
   let(:holder_script) { <<~RUBY }
     require "killer"
     Killer.configure { |c| c.logger = Logger.new($stderr) }
+    Sidekiq.logger.level = Logger::WARN
     options = JSON.parse(ARGV[1], symbolize_names: true)
     options[:on_lost] = options[:on_lost].to_sym if options[:on_lost]
     begin

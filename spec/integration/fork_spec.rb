@@ -5,7 +5,7 @@
 # registering), or its own Killer.start waits forever. Hundreds of forks
 # while the parent's watcher logs and jobs are cancelled.
 RSpec.describe "forking while the parent's Killer is busy" do
-  FORKS = Integer(ENV.fetch("KILLER_FORKS", 400))
+  FORKS = Integer(ENV.fetch("KILLER_FORKS", 300))
 
   def sleepy_class
     Class.new do
