@@ -53,7 +53,7 @@ try {
   await page.locator(`${row} button`, { hasText: "Cancel" }).click();
 
   await page.waitForSelector("#killer-confirm");
-  const shown = (await page.locator("h3").first().textContent()) ?? "";
+  const shown = (await page.locator("#killer-title").textContent()) ?? "";
   if (!shown.includes(jid)) throw new Error(`confirmation page names ${shown}, not ${jid}`);
   await page.fill("#killer-by", by);
   await page.fill("#killer-reason", reason);

@@ -27,7 +27,8 @@ RSpec.describe "cancelling jobs in a real Sidekiq process" do
     wait_started(jid)
     expect(Killer.cancel(jid, wait: 5, by: "alice", reason: "stuck export")).to eq(:cancelled)
     wait_for(5, "the log line") { @sidekiq.log.include?("cancel requested by alice (stuck export)") }
-    expect(@sidekiq.log).to match(/jid=#{jid} INFO: killer: cancel requested by alice \(stuck export\); raising Killer::Cancelled/)
+    expect(log_lines(@sidekiq.log, /killer: cancel requested by alice \(stuck export\); raising Killer::Cancelled/, level: "INFO", jid: jid))
+      .not_to be_empty
     expect(Killer.status(jid, verbose: true))
       .to include(state: :cancelled, by: "alice", reason: "stuck export", cancelled_at: kind_of(Time))
   end
@@ -62,7 +63,7 @@ RSpec.describe "cancelling jobs in a real Sidekiq process" do
     wait_started(jid)
     expect(Killer.cancel(jid, wait: 8)).to eq(:cancelled)
     expect(events).to include("ignored-Killer::Cancelled:#{jid}")
-    expect(@sidekiq.log).to match(/jid=#{jid} WARN: killer: job still running .* raising again/)
+    expect(log_lines(@sidekiq.log, /killer: job still running .* raising again/, level: "WARN", jid: jid)).not_to be_empty
   end
 
   it "acknowledges a cancelled job: not retried, not dead, not failed, still processed" do
@@ -87,7 +88,8 @@ RSpec.describe "cancelling jobs in a real Sidekiq process" do
     jid = SleepyJob.perform_async(60)
     wait_started(jid)
     Killer.cancel(jid, wait: 5)
-    expect(@sidekiq.log).to match(/jid=#{jid} INFO: killer: job stopped by Killer::Cancelled event=cancel.done class=SleepyJob/)
+    expect(log_lines(@sidekiq.log, /killer: job stopped by Killer::Cancelled event=cancel.done class=SleepyJob/, level: "INFO", jid: jid))
+      .not_to be_empty
   end
 end
 

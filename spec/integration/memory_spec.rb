@@ -40,7 +40,7 @@ RSpec.describe "Killer::MemoryMiddleware in real Sidekiq processes" do
     expect(log).to match(/killer: memory \d+ MB is over max_rss_mb #{LIMIT_MB} MB/)
     # Jobs running side by side share the process's growth; GrowJob is named, still running.
     expect(log).to match(/killer: jobs that grew this process most: .*GrowJob jid=#{grow} \+\d+ MB \(running\)/)
-    expect(log).to match(/WARN: killer: recycling: memory \d+ MB over max_rss_mb #{LIMIT_MB} MB.*quieting/)
+    expect(log_lines(log, /killer: recycling: memory \d+ MB over max_rss_mb #{LIMIT_MB} MB.*quieting/, level: "WARN")).not_to be_empty
     expect(log).to match(/killer: drained; stopping with TERM/)
     expect(log).not_to match(/SIGKILL/)
     # The ordering a user cares about: quiet before the busy job ended, TERM after.
@@ -82,7 +82,7 @@ RSpec.describe "Killer::MemoryMiddleware in real Sidekiq processes" do
     waited = Process.clock_gettime(Process::CLOCK_MONOTONIC) - term_at
     expect(status&.termsig).to eq(Signal.list.fetch("KILL"))
     expect(waited).to be >= 5.5 # -t 1 + 5 s, less one sampling interval
-    expect(@processes[0].log).to match(/ERROR: killer: still alive 6s after TERM; sending SIGKILL/)
+    expect(log_lines(@processes[0].log, /killer: still alive 6s after TERM; sending SIGKILL/, level: "ERROR")).not_to be_empty
     expect(@processes[1].alive?).to be(true)
   end
 
@@ -158,7 +158,8 @@ RSpec.describe "Killer::MemoryMiddleware in real Sidekiq processes" do
     status = @processes[0].wait_exit_status(30)
     expect(status).not_to be_nil, @processes[0].log
     log = @processes[0].log
-    expect(log).to match(/jid=#{stubborn} ERROR: killer: job #{stubborn} ignored Killer::Cancelled for 2s \(hard_timeout\); recycling the process/)
+    expect(log_lines(log, /killer: job #{stubborn} ignored Killer::Cancelled for 2s \(hard_timeout\); recycling the process/,
+                     level: "ERROR", jid: stubborn)).not_to be_empty
     expect(log).to include("quieting")
     expect(@processes[1].alive?).to be(true)
   end

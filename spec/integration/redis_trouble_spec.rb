@@ -21,7 +21,8 @@ RSpec.describe "Killer when its Redis is wrong, refuses it, or is not there" do
     wait_started(redis, jid)
     sleep 1 # the watcher retries meanwhile; one line says so
     expect(sidekiq.log.scan("event=redis.down").size).to eq(1)
-    expect(sidekiq.log).to match(/ERROR: killer: cannot reach Redis \(redis:\/\/127.0.0.1:#{port}\/0: Connection refused.*check that Redis runs/)
+    expect(log_lines(sidekiq.log, %r{killer: cannot reach Redis \(redis://127.0.0.1:#{port}/0: Connection refused.*check that Redis runs},
+                     level: "ERROR")).not_to be_empty
 
     server = RedisServer.new(port).start
     Killer.configure { |c| c.redis_url = server.url }

@@ -15,7 +15,8 @@ RSpec.describe "per-job deadlines in a real Sidekiq process" do
     expect(retried.item["error_message"]).to match(/job #{late} ran past its timeout/)
     expect(events).not_to include("finished:#{late}")
     wait_for(10, "the neighbour to finish") { events.include?("finished:#{neighbour}") }
-    expect(@sidekiq.log).to match(/jid=#{late} WARN: killer: job ran past its timeout of 1.0s; raising Killer::Timeout/)
+    expect(log_lines(@sidekiq.log, /killer: job ran past its timeout of 1.0s; raising Killer::Timeout/, level: "WARN", jid: late))
+      .not_to be_empty
     expect(@sidekiq.alive?).to be(true)
   end
 
@@ -23,10 +24,10 @@ RSpec.describe "per-job deadlines in a real Sidekiq process" do
     jid = DiscardedDeadlineJob.perform_async(30)
     wait_for(10, "it to start") { events.include?("started:#{jid}") }
     wait_for(10, "the discard line") { @sidekiq.log.include?("DiscardedDeadlineJob stopped by Killer::Timeout; discarded") }
-    wait_for(5, "Sidekiq to finish it") { @sidekiq.log.match?(/jid=#{jid} elapsed=\S+ INFO: done/) }
+    wait_for(10, "Sidekiq to finish it") { log_lines(@sidekiq.log, /elapsed=\S+\b.*\bdone\b/, jid: jid).any? }
     expect(events).not_to include("finished:#{jid}")
     # Acknowledged as done: not failed, not retried, not dead.
-    expect(@sidekiq.log).not_to match(/jid=#{jid} elapsed=\S+ INFO: fail/)
+    expect(log_lines(@sidekiq.log, /elapsed=\S+\b.*\bfail\b/, jid: jid)).to be_empty
     expect(Sidekiq::RetrySet.new.find_job(jid)).to be_nil
     expect(Sidekiq::DeadSet.new.find_job(jid)).to be_nil
   end

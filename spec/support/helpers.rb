@@ -53,6 +53,15 @@ module SpecHelpers
     end
   end
 
+  # The lines of a Sidekiq log (6 and 7: `... jid=J class=C INFO: text`;
+  # 8: `INFO  ... jid=J class=C: text`, colored) that are at `level`, carry
+  # `jid` if given, and match `pattern`.
+  def log_lines(log, pattern, level: nil, jid: nil)
+    log.gsub(/\e\[[\d;]*m/, "").lines.select do |line|
+      (jid.nil? || line.include?("jid=#{jid}")) && (level.nil? || line.match?(/\b#{level}\b/)) && line.match?(pattern)
+    end
+  end
+
   def sidekiq_stats
     s = Sidekiq::Stats.new
     { processed: s.processed, failed: s.failed, retries: s.retry_size, dead: s.dead_size }

@@ -7,7 +7,10 @@ require "tmpdir"
 # stopped by pid (TERM, then KILL after a bound).
 class SidekiqProcess
   APP = File.expand_path("app.rb", __dir__)
-  LIB = File.expand_path("../../lib", __dir__)
+  # The checkout's lib, and what a stack of bin/matrix puts before the
+  # system's gems (the sidekiq8 leg's source trees): every Ruby the specs
+  # start sees the same Sidekiq as the specs.
+  LIB = [File.expand_path("../../lib", __dir__), ENV.fetch("KILLER_STACK_RUBYLIB", nil)].compact.join(":")
 
   attr_reader :pid, :log_path
 

@@ -7,7 +7,7 @@ require "tmpdir"
 # WEBrick on a free port, started by a test, stopped by pid.
 class WebServer
   CONFIG = File.expand_path("web/config.ru", __dir__)
-  LIB = File.expand_path("../../lib", __dir__)
+  LIB = SidekiqProcess::LIB
 
   attr_reader :port
 

@@ -3,14 +3,21 @@
 require "killer/web"
 
 # Killer::Web.install picks Sidekiq's extension API by feature, not by
-# version. Sidekiq 6.4.1 is the real one (the only Sidekiq on this
-# machine); 7.3 and 8 are stand-ins with the exact signatures of their
-# `Sidekiq::Web.register` and `Sidekiq::Web::Config#register_extension`.
+# version. The Sidekiq of each bin/matrix leg is the real one (6.4.1, 7.3.2,
+# 8.1.7); the signatures no leg runs (7.3.7/8.0.0's `configure { register }`
+# among them) are stand-ins with exactly those signatures.
 RSpec.describe Killer::Web do
-  it "registers the tab and its routes in this Sidekiq (6.x: register + tabs)" do
+  it "registers the tab in this Sidekiq, whose Web app then serves its page" do
+    require "rack/mock"
+    require "rack/session/cookie"
     expect(Sidekiq::Web.tabs).to include("Killer" => "killer")
-    routes = Sidekiq::WebApplication.instance_variable_get(:@routes)
-    expect(routes.values.flatten.map(&:pattern)).to include("/killer", "/killer/cancel")
+    app = Rack::Builder.new do
+      use Rack::Session::Cookie, secret: SecureRandom.hex(64)
+      run Sidekiq::Web
+    end
+    res = Rack::MockRequest.new(app).get("/killer")
+    expect(res.status).to eq(200)
+    expect(res.body).to include(%(id="killer-title"), "Running cancellable jobs")
   end
 
   it "uses 7.3's register(klass, name:, tab:, index:)" do

@@ -97,10 +97,6 @@ impl MemoryReader {
         Ok(reader)
     }
 
-    pub fn source(&self) -> MemorySource {
-        self.source
-    }
-
     /// The last reading if it is younger than `max_age`, else a new one.
     /// Jobs start back to back in a busy process: the reading taken when
     /// the previous job ended is as good as a new one and saves a syscall

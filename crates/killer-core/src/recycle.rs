@@ -148,10 +148,6 @@ impl Recycler {
         self.phase
     }
 
-    pub fn limits(&self) -> &Limits {
-        &self.limits
-    }
-
     pub fn reason(&self) -> &str {
         &self.reason
     }

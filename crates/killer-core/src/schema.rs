@@ -136,11 +136,6 @@ impl JobStatus {
             _ => None,
         }
     }
-
-    /// A terminal status is never overwritten by a later `requested`.
-    pub fn is_terminal(self) -> bool {
-        !matches!(self, JobStatus::Requested)
-    }
 }
 
 /// Records a cancel: durable record, status and audit record in one atomic
@@ -266,7 +261,7 @@ mod tests {
     }
 
     #[test]
-    fn statuses_round_trip_and_only_requested_is_open() {
+    fn statuses_round_trip() {
         for s in [
             JobStatus::Requested,
             JobStatus::Cancelled,
@@ -275,7 +270,5 @@ mod tests {
             assert_eq!(JobStatus::parse(s.as_str()), Some(s));
         }
         assert_eq!(JobStatus::parse("bogus"), None);
-        assert!(!JobStatus::Requested.is_terminal());
-        assert!(JobStatus::Cancelled.is_terminal());
     }
 }

@@ -14,6 +14,7 @@ mod settings;
 
 #[magnus::init(name = "killer")]
 fn init(ruby: &Ruby) -> Result<(), Error> {
+    errors::init(ruby)?;
     let native = ruby.define_module("Killer")?.define_module("Native")?;
     native.const_set("SCHEMA_VERSION", killer_core::SCHEMA_VERSION)?;
     native.const_set("MAX_JID_BYTES", killer_core::MAX_JID_BYTES)?;

@@ -44,9 +44,9 @@ module Killer
       # The page's title, in the markup this Sidekiq's own pages use.
       def header(title_html)
         if bootstrap?
-          %(<div class="row header"><div class="col-sm-8 pull-left flip"><h3>#{title_html}</h3></div></div>)
+          %(<div class="row header"><div class="col-sm-8 pull-left flip"><h3 id="killer-title">#{title_html}</h3></div></div>)
         else
-          %(<header><h2>#{title_html}</h2></header>)
+          %(<header><h2 id="killer-title">#{title_html}</h2></header>)
         end
       end
 
