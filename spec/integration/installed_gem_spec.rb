@@ -22,7 +22,12 @@ RSpec.describe "the installed gem" do
     raise "gem build failed:\n#{out}" unless status.success?
 
     @files = Gem::Package.new(gem).contents
-    env = { "GEM_HOME" => @home, "CARGO_TARGET_DIR" => nil, "RUBYLIB" => STACK_RUBYLIB }
+    # cargo's cache of this checkout: the dependencies are built already,
+    # so the install compiles the two crates of the gem, not a hundred.
+    # What a user gets without CARGO_TARGET_DIR (target/ removed after the
+    # install) is checked below on the Makefile extconf.rb writes.
+    @cache = ENV.fetch("CARGO_TARGET_DIR", File.join(root, "target"))
+    env = { "GEM_HOME" => @home, "CARGO_TARGET_DIR" => @cache, "RUBYLIB" => STACK_RUBYLIB }
     out, status = Open3.capture2e(env, "gem", "install", "--local", "--no-document", gem, chdir: @dir)
     raise "gem install failed:\n#{out}" unless status.success?
   end
@@ -42,6 +47,23 @@ RSpec.describe "the installed gem" do
     expect(@files.grep(%r{\A(spec|bench|target|examples|docs|\.ci)/|\.so\z|node_modules})).to be_empty
     installed = Dir[File.join(@home, "gems", "sidekiq-killer-*")].first
     expect(Dir.exist?(File.join(installed, "target"))).to be(false)
+  end
+
+  it "has extconf.rb remove cargo's target/ after installing, unless CARGO_TARGET_DIR keeps it elsewhere" do
+    installed = Dir[File.join(@home, "gems", "sidekiq-killer-*")].first
+    makefile = lambda do |env|
+      dir = Dir.mktmpdir("killer-extconf")
+      FileUtils.cp(File.join(installed, "ext/killer/extconf.rb"), dir)
+      # As RubyGems runs it: from the gem's ext dir, the workspace two levels up, no .git.
+      FileUtils.mkdir_p(File.join(dir, "w/ext/killer"))
+      FileUtils.mv(File.join(dir, "extconf.rb"), File.join(dir, "w/ext/killer"))
+      _, status = Open3.capture2e(env, RbConfig.ruby, "extconf.rb", chdir: File.join(dir, "w/ext/killer"))
+      raise "extconf.rb failed" unless status.success?
+
+      File.read(File.join(dir, "w/ext/killer/Makefile"))
+    end
+    expect(makefile.({ "CARGO_TARGET_DIR" => nil })).to match(/^install: all\n(\t.*\n)*\trm -rf \$\(TARGET_DIR\)$/)
+    expect(makefile.({ "CARGO_TARGET_DIR" => "/var/cache/killer" })).not_to include("rm -rf")
   end
 
   it "loads the Web tab, with its templates, from the installed gem" do

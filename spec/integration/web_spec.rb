@@ -86,7 +86,8 @@ RSpec.describe "The Killer tab in Sidekiq::Web", keep_redis: true do
     bystander = SleepyJob.set(queue: "p1").perform_async(60)
     jid = SleepyJob.set(queue: "p1").perform_async(60)
     wait_for(10, "the jobs to start") { (["started:#{jid}", "started:#{bystander}"] - redis.lrange("test:events", 0, -1)).empty? }
-    env = { "KILLER_WEB_URL" => @web.url, "KILLER_JID" => jid, "KILLER_SCREENSHOT" => ENV.fetch("KILLER_SCREENSHOT", nil) }
+    shot = ENV.fetch("KILLER_SCREENSHOT", nil)
+    env = { "KILLER_WEB_URL" => @web.url, "KILLER_JID" => jid, "KILLER_SCREENSHOT" => shot && File.expand_path(shot) }
     out, err, status = Open3.capture3(env.compact, "node", "cancel_in_browser.mjs", chdir: BROWSER)
     expect(status).to be_success, "the browser run failed:\n#{err}\nweb log:\n#{@web.log}"
 
