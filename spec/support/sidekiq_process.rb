@@ -98,6 +98,7 @@ class SidekiqProcess
   def wait_until(seconds, what)
     deadline = Time.now + seconds
     until (v = yield)
+      raise "sidekiq #{@pid} exited while waiting for #{what}; log:\n#{log}" unless alive?
       raise "timed out waiting for #{what}; log:\n#{log}" if Time.now > deadline
 
       sleep 0.05

@@ -4,6 +4,7 @@
 //! Pure: no I/O, time is passed in.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::schema::MAX_CANCELS;
@@ -76,10 +77,11 @@ pub struct Registry {
     jobs: HashMap<u64, Job>,
     by_id: HashMap<String, u64>,
     /// id -> when the request stops applying (cancel_ttl after it was made).
-    cancels: HashMap<String, Instant>,
+    /// The id is shared with `order` (one allocation per request).
+    cancels: HashMap<Arc<str>, Instant>,
     /// Ids of `cancels` in the order they were first learned (some may be
     /// gone already): who goes first when the copy is full.
-    order: VecDeque<String>,
+    order: VecDeque<Arc<str>>,
     /// Requests dropped to stay at [`MAX_CANCELS`], since start.
     dropped: u64,
     /// Ids of jobs that ended lately, oldest first, with when they ended.
@@ -133,7 +135,7 @@ impl Registry {
             None => job
                 .ids
                 .into_iter()
-                .filter(|id| self.cancels.contains_key(id))
+                .filter(|id| self.cancels.contains_key(id.as_str()))
                 .collect(),
         };
         Some(Ended {
@@ -149,12 +151,20 @@ impl Registry {
         if until <= now {
             return Reaction::None;
         }
-        let new = self.cancels.insert(id.to_owned(), until).is_none();
-        if new {
-            self.order.push_back(id.to_owned());
-            if self.cancels.len() > MAX_CANCELS {
-                self.drop_oldest();
+        let new = match self.cancels.get_mut(id) {
+            Some(known) => {
+                *known = until;
+                false
             }
+            None => {
+                let shared: Arc<str> = Arc::from(id);
+                self.cancels.insert(shared.clone(), until);
+                self.order.push_back(shared);
+                true
+            }
+        };
+        if new && self.cancels.len() > MAX_CANCELS {
+            self.drop_oldest();
         }
         if let Some(&token) = self.by_id.get(id) {
             if let Some(job) = self.jobs.get_mut(&token) {
@@ -184,15 +194,15 @@ impl Registry {
             let Some(id) = self.order.pop_front() else {
                 break;
             };
-            if !self.cancels.contains_key(&id) {
+            if !self.cancels.contains_key(&*id) {
                 continue; // expired meanwhile
             }
-            if self.by_id.contains_key(&id) {
+            if self.by_id.contains_key(&*id) {
                 self.order.push_back(id);
                 spared += 1;
                 continue;
             }
-            self.cancels.remove(&id);
+            self.cancels.remove(&*id);
             self.dropped += 1;
         }
     }
@@ -242,7 +252,7 @@ impl Registry {
         self.cancels.retain(|_, until| *until > now);
         let cancels = &self.cancels;
         if self.order.len() > 2 * cancels.len() + 1024 {
-            self.order.retain(|id| cancels.contains_key(id));
+            self.order.retain(|id| cancels.contains_key(&**id));
         }
         while self
             .recent
