@@ -9,7 +9,7 @@ require_relative "killer/redis_options"
 require_relative "killer/sidekiq_redis"
 require_relative "killer/configuration"
 require_relative "killer/log"
-require_relative "killer/running_job"
+require_relative "killer/jobs"
 require_relative "killer/dispatcher"
 require_relative "killer/runtime"
 require_relative "killer/job_options"
@@ -122,7 +122,7 @@ module Killer
     # Inside a job: defers a cancel until the block ends, for work that must
     # not stop halfway (a payment, a multi-step write).
     def critical(&block)
-      Thread.handle_interrupt(Cancelled => :never, &block)
+      Thread.handle_interrupt(Runtime::DEFER_STOPS, &block)
     end
 
     # Inside a job: raises Killer::Cancelled (or Killer::Timeout) now if a
@@ -130,10 +130,13 @@ module Killer
     # Killer.critical. A cooperative stop point for loops that want to stop
     # between items.
     def checkpoint!
-      job = Thread.current[:killer_job]
-      return unless job&.cancel_jid
+      frame = Thread.current[:killer_job]
+      return unless frame&.cancellable
 
-      raise (job.stop_class || Cancelled).new(jid: job.cancel_jid, token: job.token)
+      stop = configuration.runtime_if_started&.stop_of(frame)
+      return unless stop
+
+      raise (stop.reason == :timeout ? Timeout : Cancelled).new(jid: stop.jid, token: frame.token)
     end
 
     # This process's memory as Killer::MemoryMiddleware sees it:

@@ -21,16 +21,7 @@ module Killer
     # Runs the job so that Killer.cancel can stop it, by jid or, for
     # ActiveJob, by job_id. Called by Sidekiq for every job.
     def call(_worker, job, _queue, &block)
-      Guard.run(ids(job), job["wrapped"] || job["class"], job["killer"], &block)
-    end
-
-    private
-
-    def ids(job)
-      ids = [job["jid"]]
-      first = job["args"].is_a?(Array) ? job["args"].first : nil
-      ids << first["job_id"] << first["provider_job_id"] if job["wrapped"] && first.is_a?(Hash)
-      ids.compact.map(&:to_s).reject(&:empty?).uniq
+      Guard.run(Guard.ids_of(job), job["wrapped"] || job["class"], job["killer"], &block)
     end
   end
 end

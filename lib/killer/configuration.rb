@@ -243,10 +243,16 @@ module Killer
     end
 
     # The runtime if this process has started one, without starting it.
+    # Asked on every job start: no native call (in a forked child the
+    # parent's dispatcher thread is not alive either).
     def runtime_if_started
       rt = @runtime
-      rt if rt && !rt.forked? && rt.alive?
+      rt if rt&.alive?
     end
+
+    # Internal: CancelMiddleware is in Sidekiq's server chain (seen at
+    # boot), so MemoryMiddleware registers every job as cancellable.
+    attr_accessor :cancel_middleware
 
     # Stops this process's runtime (Sidekiq's shutdown does this).
     def stop_runtime

@@ -9,7 +9,8 @@ module Killer
     # Upper bound of one native wait; only matters if a wake-up were lost.
     WAIT = 5.0
 
-    # Starts the thread; Runtime owns it and shares `jobs`, `leases`, `lock`.
+    # Starts the thread; Runtime owns it and shares `jobs` (Killer::Jobs),
+    # and `leases` with the `lock` they are read under.
     def initialize(native, jobs, leases, lock, logger)
       @native = native
       @jobs = jobs
@@ -39,7 +40,7 @@ module Killer
     def run
       loop do
         events = @native.next_events(WAIT) # cancels come first
-        cancels = events.take_while { |event| event[0] == :cancel }
+        cancels = events.take_while { |event| event.is_a?(Native::Cancel) }
         cancels.each { |event| handle(event) }
         # The interrupted jobs need the GVL to stop; let them have it before
         # spending it on log lines.
@@ -49,12 +50,12 @@ module Killer
     end
 
     def handle(event)
-      case event[0]
-      when :cancel then deliver(event[1], event[2], event[3], event[4])
-      when :log then Log.write(@logger, event[1], event[2], event[3])
+      case event
+      when Native::Cancel then deliver(event)
+      when Native::LogLine then Log.write(@logger, event.level, event.jid, event.message)
       when :gc then collect
-      when :recycling then recycling(event[1], event[2], event[3])
-      when :lease_lost then lease_lost(event[1], event[2], event[3])
+      when Native::Recycling then recycling(event)
+      when Native::LeaseLost then lease_lost(event.id, event.name, event.reason)
       when :shutdown then :shutdown
       end
     rescue StandardError => e
@@ -69,11 +70,11 @@ module Killer
       @native.memory_gc_done
     end
 
-    def recycling(reason, bytes, running)
+    def recycling(event)
       return unless @on_recycle
 
-      jobs = running.map { |klass, jid, grew| { class: klass, jid: jid, grew_mb: (grew / 1_048_576.0).round(1) } }
-      @on_recycle.call(reason: reason, rss_mb: (bytes / 1_048_576.0).round(1), jobs: jobs)
+      jobs = event.running.map { |g| { class: g.class_name, jid: g.jid, grew_mb: (g.grew / 1_048_576.0).round(1) } }
+      @on_recycle.call(reason: event.reason, rss_mb: (event.bytes / 1_048_576.0).round(1), jobs: jobs)
     end
 
     # The holder of lease `id` stops at once: LeaseLost in its thread, and
@@ -93,16 +94,9 @@ module Killer
 
     # Raises into the job's thread under the lock its wrapper takes to
     # unregister: once the wrapper has removed the job, no raise can follow.
-    def deliver(token, jid, attempt, why)
-      klass = why == :timeout ? Timeout : Cancelled
-      @lock.synchronize do
-        job = @jobs[token]
-        return unless job
-
-        job.cancel_jid ||= jid
-        job.stop_class ||= klass
-        job.thread.raise(klass.new(jid: jid, attempt: attempt, token: token))
-      end
+    def deliver(event)
+      klass = event.reason == :timeout ? Timeout : Cancelled
+      @jobs.deliver(event.token, klass.new(jid: event.jid, attempt: event.attempt, token: event.token))
     end
   end
 end

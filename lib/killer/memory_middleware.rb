@@ -21,15 +21,21 @@ module Killer
       @options = Killer.configuration.memory_options(options)
     end
 
-    # A native call as the job starts and one as it ends (a memory read
-    # each, the first skipped when a reading is under 1 ms old); the second
-    # runs in `ensure`, so a job that raises is measured too.
-    def call(_worker, job, _queue)
+    # Registers the job with the core as it starts (with the memory then)
+    # and reports its end (what it grew the process by): the job's two
+    # native calls, shared with Killer::Cancellable or CancelMiddleware
+    # inside it, which the core is told about here when this can know
+    # (a worker including Cancellable, CancelMiddleware in the chain).
+    def call(worker, job, _queue, &block)
+      return yield if Thread.current[:killer_job] # an outer wrapper registered it
+
       runtime = Killer.job_runtime
-      token = runtime&.memory_job_started(@options, job["wrapped"] || job["class"], job["jid"])
-      yield
-    ensure
-      runtime.memory_job_finished(token) if token
+      return yield unless runtime
+
+      runtime.enable_memory(@options)
+      cancellable = worker.is_a?(Cancellable) || Killer.configuration.cancel_middleware
+      timeout = cancellable ? JobOptions.resolve(job["killer"]).first : nil
+      runtime.run_job(Guard.ids_of(job), job["wrapped"] || job["class"], cancellable, timeout, &block)
     end
 
     # Sidekiq's startup event: builds every MemoryMiddleware in the chain
@@ -37,7 +43,11 @@ module Killer
     # starts watching memory from boot.
     def self.boot(config)
       chain = config.respond_to?(:server_middleware) ? config.server_middleware : ::Sidekiq.server_middleware
-      chain.entries.select { |e| e.klass <= self }.each do |entry|
+      entries = chain.entries
+      # Every job goes through CancelMiddleware: this middleware can tell
+      # the core at once, with no third native call from inside.
+      Killer.configuration.cancel_middleware = entries.any? { |e| e.klass <= CancelMiddleware }
+      entries.select { |e| e.klass <= self }.each do |entry|
         middleware = entry.make_new
         Killer.start.enable_memory(middleware.options)
       end

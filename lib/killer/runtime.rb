@@ -1,37 +1,51 @@
 # frozen_string_literal: true
 
 module Killer
-  # Per-process runtime: the native watcher thread, the dispatcher thread,
-  # and the table of running jobs the dispatcher raises into. Exactly one
-  # per Sidekiq server process (Killer.configuration.runtime); none in
-  # consoles or web processes.
+  # Per-process runtime: the native watcher thread (Killer::Native::Watcher,
+  # which holds everything about each running job), the dispatcher thread,
+  # and which thread runs which job (Killer::Jobs). Exactly one per Sidekiq
+  # server process (Killer.configuration.runtime); none in consoles or web
+  # processes.
   class Runtime
+    # A job on its thread, as Killer's wrappers pass it along: the core's
+    # token, whether a stop may reach it, whether its body is running, and
+    # what stopped it. One per job, for the thread that runs it.
+    Frame = Struct.new(:token, :cancellable, :in_body, :stopped)
+
+    # Interrupt masks, frozen once (no Hash allocated per job), as Sidekiq's
+    # processor keeps its own.
+    DEFER_STOPS = { Cancelled => :never }.freeze
+    DELIVER_STOPS = { Cancelled => :immediate }.freeze
+    DEFER_LEASE_LOSS = { LeaseLost => :never }.freeze
+    DELIVER_LEASE_LOSS = { LeaseLost => :immediate }.freeze
+
     # Starts the native watcher and the dispatcher with `config`'s settings.
     def initialize(config)
       @logger = config.logger
       redis = config.redis
       redis.warnings.each { |w| Log.write(@logger, :warn, nil, "#{redis.redact(w)} (ignored) event=redis.option_ignored") }
-      @native = Native::Runtime.new(config.to_native(redis))
+      @native = Native::Watcher.new(config.to_native(redis))
       Log.write(@logger, :info, nil, "using Redis at #{redis} event=redis.config")
       @memory = nil
-      @jobs = {}
+      @jobs = Jobs.new
       @leases = {}
       @lock = Mutex.new
       @dispatcher = Dispatcher.new(@native, @jobs, @leases, @lock, @logger)
     end
 
     # True in a forked child, which inherits this object but not its
-    # threads. Asked on every job start: answered without a syscall.
+    # threads.
     def forked?
       @native.forked?
     end
 
-    # False once the dispatcher thread has ended.
+    # False once the dispatcher thread has ended (stopped, killed, or left
+    # behind by fork): a job then needs a new runtime.
     def alive?
       @dispatcher.alive?
     end
 
-    # Jobs this process is running under the killer.
+    # Jobs this process is running under Killer.
     def running
       @native.running
     end
@@ -61,66 +75,90 @@ module Killer
       @native.exit_with_parent(SidekiqInfo.timeout + 5)
     end
 
-    # MemoryMiddleware, as a job starts: a token for memory_job_finished.
-    def memory_job_started(options, class_name, jid)
-      enable_memory(options) unless @memory
-      @native.memory_job_started(class_name.to_s, jid.to_s)
-    end
-
-    # MemoryMiddleware, as a job ends: records what it grew the process by.
-    def memory_job_finished(token)
-      @native.memory_job_finished(token)
-    end
-
     # What Killer.memory_status returns.
     def memory_status
-      bytes, soft, hard, state, busy, reason, top = @native.memory_status
-      return nil unless bytes
+      st = @native.memory_status
+      return nil unless st
 
       mb = ->(b) { (b / 1_048_576.0).round(1) }
-      { rss_mb: mb.(bytes), limit_mb: mb.(soft), hard_limit_mb: hard && mb.(hard), state: state, busy: busy,
-        reason: reason.empty? ? nil : reason,
-        top_growers: top.map { |klass, jid, grew| { class: klass, jid: jid, grew_mb: mb.(grew) } } }
+      { rss_mb: mb.(st.bytes), limit_mb: mb.(st.soft), hard_limit_mb: st.hard && mb.(st.hard), state: st.state,
+        busy: st.busy, reason: st.reason.empty? ? nil : st.reason,
+        top_growers: st.top_growers.map { |g| { class: g.class_name, jid: g.jid, grew_mb: mb.(g.grew) } } }
     end
 
-    # Runs a job's body so that a cancel can stop it, and only it.
-    #
-    # Cancelled is deliverable only inside the body (:immediate); everywhere
-    # else here it is deferred (:never), so it can never land in Sidekiq's
-    # code or in the next job on this thread. The job is removed from the
-    # table under the dispatcher's lock, and a raise queued just before that
-    # is drained before leaving. Returns the body's value, or nil if the job
-    # was cancelled (Sidekiq then acknowledges it: no retry, no Dead set).
-    #
-    # With a `timeout` (seconds), the body gets Killer::Timeout once it has
-    # run that long; `on_timeout: :retry` raises it on to Sidekiq (a failure,
-    # retried), `:discard` ends the job like a cancel.
-    def run_job(ids, class_name, timeout = nil, on_timeout = :retry)
-      timed_out = Thread.handle_interrupt(Cancelled => :never) do
-        started = @native.job_started(ids, class_name, timeout)
+    # What is stopping the job of `frame` (a Native::Stop), or nil.
+    def stop_of(frame)
+      @native.stop_of(frame.token)
+    end
+
+    # The first of Killer's wrappers around a job (Killer::Guard,
+    # MemoryMiddleware) registers it with the core — one native call —,
+    # runs the block with stops deferred, and reports how the job ended —
+    # one more. The block gets the job's Frame; a cancellable job's body
+    # runs in #body, the only place a stop can land, so a stop never lands
+    # in Sidekiq's code, in another middleware, or in the next job on this
+    # thread. The job leaves the thread table before a raise queued at that
+    # instant is drained. Returns the block's value, or nil if a cancel
+    # recorded before the job started skipped it (Sidekiq then acknowledges
+    # it: no retry, no Dead set).
+    def run_job(ids, class_name, cancellable, timeout)
+      Thread.handle_interrupt(DEFER_STOPS) do
+        started = begin
+          @native.job_started(ids, class_name, cancellable, timeout)
+        rescue ForkError
+          # A runtime left over from before fork: a new one, in this child.
+          return Killer.start.run_job(ids, class_name, cancellable, timeout) { |frame| yield frame }
+        end
         return nil if started.is_a?(String) # cancelled before it started
 
-        job = RunningJob.new(token: started, thread: Thread.current, jid: ids.first)
-        @lock.synchronize { @jobs[started] = job }
-        Thread.current[:killer_job] = job
-        stopped = nil
+        frame = Frame.new(started, cancellable, false, nil)
+        @jobs.register(started, Thread.current)
+        Thread.current[:killer_job] = frame
         begin
-          return Thread.handle_interrupt(Cancelled => :immediate) { yield }
-        rescue Cancelled => e
-          raise unless e.token.nil? || e.token == started
-
-          stopped = e
+          yield frame
         ensure
-          @lock.synchronize { @jobs.delete(started) }
+          @jobs.unregister(started)
           Thread.current[:killer_job] = nil
           # A deadline that fired as the body returned changes nothing: it finished.
           late = drain_pending(started)
-          stopped ||= late unless late.is_a?(Timeout)
-          @native.job_finished(started, stopped.instance_of?(Cancelled), ids.first)
+          frame.stopped ||= late unless late.is_a?(Timeout)
+          @native.job_finished(started, frame.stopped == :skipped || frame.stopped.instance_of?(Cancelled))
         end
-        stopped if stopped.is_a?(Timeout)
       end
-      timed_out(timed_out, class_name, on_timeout) if timed_out
+    end
+
+    # An inner wrapper makes the job of `frame` cancellable, which the
+    # outer one could not know (an ActiveJob class inside Sidekiq's
+    # JobWrapper). False if a cancel recorded before its body started
+    # skips it.
+    def arm(frame, ids, timeout)
+      return true if frame.cancellable
+
+      if @native.arm(frame.token, ids, timeout).is_a?(String)
+        frame.stopped = :skipped # reported as cancelled when the job ends
+        return false
+      end
+      frame.cancellable = true
+    end
+
+    # Runs a cancellable job's body: stops land here and nowhere else. A
+    # Cancelled for this job ends it (nil: Sidekiq acknowledges it); a
+    # Killer::Timeout goes on to Sidekiq as a failure with on_timeout
+    # :retry, or ends it like a cancel with :discard.
+    def body(frame, class_name, on_timeout)
+      return yield if frame.in_body # wrapped twice: the outer window serves
+
+      stopped = begin
+        frame.in_body = true
+        return Thread.handle_interrupt(DELIVER_STOPS) { yield }
+      rescue Cancelled => e
+        raise unless e.token.nil? || e.token == frame.token
+
+        frame.stopped = e
+      ensure
+        frame.in_body = false
+      end
+      timed_out(stopped, class_name, on_timeout) if stopped.is_a?(Timeout)
     end
 
     # Runs the block while this process holds lease `name` (Killer.exclusive).
@@ -128,13 +166,13 @@ module Killer
     # unregistered under the dispatcher's lock and a raise queued at that
     # instant is drained, as for jobs.
     def exclusive(name, ttl, wait, on_lost)
-      Thread.handle_interrupt(LeaseLost => :never) do
+      Thread.handle_interrupt(DEFER_LEASE_LOSS) do
         id = take_lease(name, ttl, wait)
         return false unless id
 
         @lock.synchronize { @leases[id] = LeaseHolder.new(Thread.current, on_lost) }
         begin
-          Thread.handle_interrupt(LeaseLost => :immediate) { yield }
+          Thread.handle_interrupt(DELIVER_LEASE_LOSS) { yield }
         ensure
           @lock.synchronize { @leases.delete(id) }
           drain(LeaseLost) # lost as the block ended: its work is done either way

@@ -24,11 +24,11 @@ RSpec.describe Killer::Cancellable do
 
   describe "wrapping" do
     it "wraps perform defined after the include, and perform_without_killer runs the body" do
-      job = with_jid(job_class { |x| [:ran, x, Thread.current[:killer_job]&.jid] })
+      job = with_jid(job_class { |x| [:ran, x, Thread.current[:killer_job]&.in_body] })
       start_killer
-      expect(job.perform(1)).to eq([:ran, 1, job.jid])
+      expect(job.perform(1)).to eq([:ran, 1, true]) # in its body's window
       expect(job.perform_without_killer(2)).to eq([:ran, 2, nil])
-      expect(job.perform_with_killer(3)).to eq([:ran, 3, job.jid])
+      expect(job.perform_with_killer(3)).to eq([:ran, 3, true])
     end
 
     it "wraps perform defined before the include and in subclasses calling super, registering once" do

@@ -9,14 +9,11 @@ use std::future::Future;
 use std::mem::ManuallyDrop;
 
 use redis::aio::MultiplexedConnection;
-use redis::Script;
 
 use crate::error::{Error, Result};
+use crate::fork::Origin;
 use crate::link::Link;
-use crate::schema::{
-    validate_jid, JobStatus, Keys, CANCEL_SCRIPT, HISTORY_CAP, MAX_BY_BYTES, MAX_CANCELS,
-    MAX_REASON_BYTES,
-};
+use crate::schema::{commands, validate_jid, JobStatus, Keys, MAX_BY_BYTES, MAX_REASON_BYTES};
 
 use crate::settings::Settings;
 
@@ -39,11 +36,10 @@ pub struct Client {
     settings: Settings,
     keys: Keys,
     link: Link,
-    cancel: Script,
     /// Never dropped in a forked child: its sockets and epoll instance are
     /// the parent's too, and dropping them would unregister the parent's.
     runtime: ManuallyDrop<tokio::runtime::Runtime>,
-    pid: u32,
+    origin: Origin,
 }
 
 /// What recording a cancel did.
@@ -80,9 +76,8 @@ impl Client {
             settings,
             keys,
             link,
-            cancel: Script::new(CANCEL_SCRIPT),
             runtime: ManuallyDrop::new(runtime),
-            pid: std::process::id(),
+            origin: Origin::here(),
         })
     }
 
@@ -110,17 +105,7 @@ impl Client {
             }
         }
         let (state, dropped): (String, u64) = self.with_conn(|mut c| async move {
-            self.cancel
-                .key(self.keys.cancels())
-                .key(self.keys.status(jid))
-                .key(self.keys.history())
-                .arg(jid)
-                .arg(self.settings.ttl_ms())
-                .arg(by)
-                .arg(reason)
-                .arg(HISTORY_CAP)
-                .arg(MAX_CANCELS)
-                .arg(self.keys.status_prefix())
+            commands::record_cancel(&self.keys, jid, self.settings.cancel_ttl, by, reason)
                 .invoke_async(&mut c)
                 .await
         })?;
@@ -139,9 +124,7 @@ impl Client {
     pub fn cancel_and_publish(&self, jid: &str, by: &str, reason: &str) -> Result<Recorded> {
         let recorded = self.cancel_by(jid, by, reason)?;
         let published: Result<i64> = self.with_conn(|mut c| async move {
-            redis::cmd("PUBLISH")
-                .arg(self.keys.channel())
-                .arg(jid)
+            commands::publish_cancel(&self.keys, jid)
                 .query_async(&mut c)
                 .await
         });
@@ -157,9 +140,7 @@ impl Client {
     pub fn status(&self, jid: &str) -> Result<Option<JobStatus>> {
         validate_jid(jid)?;
         let state: Option<String> = self.with_conn(|mut c| async move {
-            redis::cmd("HGET")
-                .arg(self.keys.status(jid))
-                .arg("state")
+            commands::status_state(&self.keys, jid)
                 .query_async(&mut c)
                 .await
         })?;
@@ -171,8 +152,7 @@ impl Client {
     pub fn status_details(&self, jid: &str) -> Result<HashMap<String, String>> {
         validate_jid(jid)?;
         self.with_conn(|mut c| async move {
-            redis::cmd("HGETALL")
-                .arg(self.keys.status(jid))
+            commands::status_details(&self.keys, jid)
                 .query_async(&mut c)
                 .await
         })
@@ -187,22 +167,12 @@ impl Client {
                 "limit must be between 1 and {MAX_OVERVIEW_LIMIT}, got {limit}"
             )));
         }
-        let last = limit as isize - 1;
         let (history, recycles, reports): (Vec<String>, Vec<String>, Vec<Option<String>>) = self
             .with_conn(|mut c| async move {
-                let mut pipe = redis::pipe();
-                pipe.cmd("LRANGE").arg(self.keys.history()).arg(0).arg(last);
-                pipe.cmd("LRANGE")
-                    .arg(self.keys.recycles())
-                    .arg(0)
-                    .arg(last);
+                let pipe = commands::overview(&self.keys, processes, limit);
                 if processes.is_empty() {
                     let (h, r): (Vec<String>, Vec<String>) = pipe.query_async(&mut c).await?;
                     return Ok((h, r, Vec::new()));
-                }
-                let mget = pipe.cmd("MGET");
-                for (host, pid) in processes {
-                    mget.arg(self.keys.process(host, *pid));
                 }
                 pipe.query_async(&mut c).await
             })?;
@@ -221,11 +191,9 @@ impl Client {
             self.with_conn(|mut c| {
                 let jids = &jids;
                 async move {
-                    let mut pipe = redis::pipe();
-                    for jid in jids {
-                        pipe.cmd("HGETALL").arg(self.keys.status(jid));
-                    }
-                    pipe.query_async(&mut c).await
+                    commands::statuses(&self.keys, jids)
+                        .query_async(&mut c)
+                        .await
                 }
             })?
         };
@@ -245,9 +213,9 @@ impl Client {
         F: Fn(MultiplexedConnection) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>> + 'a,
     {
-        if std::process::id() != self.pid {
+        if self.origin.forked() {
             return Err(Error::Forked {
-                started_in: self.pid,
+                started_in: self.origin.pid(),
                 now: std::process::id(),
             });
         }
@@ -275,7 +243,7 @@ impl Client {
 
 impl Drop for Client {
     fn drop(&mut self) {
-        if std::process::id() == self.pid {
+        if !self.origin.forked() {
             // SAFETY: dropped once, here, and never used again.
             unsafe { ManuallyDrop::drop(&mut self.runtime) };
         }

@@ -5,38 +5,48 @@
 //! running jobs, and the watcher thread that learns about cancels (pub/sub for
 //! speed, a cheap poll for durability) and turns them into [`Event`]s for the
 //! one Ruby thread that is allowed to act on them.
+//!
+//! Layers, each importing only those above it: data and pure decisions
+//! (`schema`, `settings`, `registry`, `recycle`, `memory`, `memory_watch`,
+//! `lease`, `report`, `event`), Redis (`redis_config`, `link`), the shared
+//! context (`shared`), the watcher's tasks (`tasks/`), and the two entry
+//! points, `watcher` and `client`.
 
 mod backoff;
 mod client;
 mod error;
 mod event;
+mod fork;
 mod lease;
 mod link;
 mod memory;
 mod memory_watch;
-mod parent;
 mod recycle;
 mod redis_config;
 mod registry;
 mod report;
 mod schema;
 mod settings;
+mod shared;
 mod stop;
+mod tasks;
 mod watcher;
 
 pub use client::{Client, Delivery, Overview, Recorded, MAX_OVERVIEW_LIMIT};
 pub use error::{Error, Result};
 pub use event::{Event, LogLevel, StopReason};
+pub use fork::Origin;
 pub use lease::{validate_lease, MAX_LEASE_NAME_BYTES};
 pub use memory::{cgroup_limit, MemoryReader, MemorySource};
-pub use memory_watch::{request_restart_slot, Grower, MemorySettings, MemoryStatus, MemoryWatch};
+pub use memory_watch::{Grower, MemorySettings, MemoryStatus, MemoryWatch};
 pub use recycle::{Action, Input, Limits, Permit, Phase, Recycler, Step};
 pub use redis_config::{redact_url, RedisConfig, Sentinels, Server, Tls, REDACTED};
-pub use registry::{Outcome, Reaction, RunningJob, Started};
+pub use registry::{JobStart, Outcome, Reaction, RunningJob, Started, Stop};
 pub use report::{JobReport, ProcessReport, RecycleEvent};
 pub use schema::{
     validate_jid, JobStatus, Keys, HISTORY_CAP, MAX_BY_BYTES, MAX_CANCELS, MAX_JID_BYTES,
     MAX_REASON_BYTES, RECYCLES_CAP, RECYCLES_TTL, SCHEMA_VERSION, SIDEKIQ_PROCESSES,
 };
 pub use settings::Settings;
+pub use tasks::sampler::request_restart_slot;
 pub use watcher::Watcher;

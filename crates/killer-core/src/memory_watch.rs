@@ -1,37 +1,20 @@
-//! Per-process memory watch: what each job grew the process by, a sampler
-//! task on the watcher thread that feeds the recycler, and the I/O the
-//! recycler asks for (a Redis permit, signals to this very process).
-//!
-//! Acting through Sidekiq's own signals to our own pid (TSTP = quiet,
-//! TERM = stop with Sidekiq's `-t` timeout) behaves the same on Sidekiq 6,
-//! 7 and 8 and takes effect at once; remote `quiet!`/`stop!` wait for a
-//! heartbeat. SIGKILL is the last resort, never before Sidekiq's own
-//! timeout + 5 s has passed since TERM.
+//! Per-process memory watch: the memory reader, the recycler fed by the
+//! sampler (`tasks/sampler.rs`), and the jobs that grew the process most.
+//! The running jobs themselves, with the reading at their start, are in
+//! the registry: this holds no job.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use redis::Script;
 use tokio::sync::Notify;
-use tokio::time::sleep;
-use tracing::{error, info, warn};
+use tracing::warn;
 
 use crate::error::Result;
-use crate::event::{Event, LogLevel};
 use crate::memory::{MemoryReader, MemorySource};
-use crate::recycle::{mb, Action, Input, Limits, Permit, Recycler, Step};
-use crate::report::RecycleEvent;
-use crate::schema::{Keys, PERMIT_SCRIPT, SIDEKIQ_PROCESSES};
-use crate::stop::{self, signal_self};
-use crate::watcher::Shared;
+use crate::recycle::{Input, Limits, Recycler, Step};
 
-/// A process whose heartbeat is older than this is not counted as alive
-/// (Sidekiq 6 beats every 5 s, 7 every 10 s).
-const FRESH_HEARTBEAT_SECS: u64 = 30;
 const TOP_GROWERS: usize = 5;
-const LAST_WORDS: Duration = Duration::from_millis(500);
 /// A job's memory at start and end may be a reading this recent, taken
 /// for another job: a busy process reads memory at most 1000 times a
 /// second, not twice per job, and growth is still placed within 1 ms.
@@ -73,28 +56,23 @@ pub struct MemoryStatus {
     pub top: Vec<Grower>,
 }
 
-struct Job {
-    class: String,
-    jid: String,
-    start: u64,
-}
-
-struct State {
+pub(crate) struct State {
     reader: MemoryReader,
-    recycler: Recycler,
-    jobs: HashMap<u64, Job>,
-    next_token: u64,
+    pub(crate) recycler: Recycler,
     top: Vec<Grower>,
     gc_done: bool,
     force: Option<String>,
+    /// A reading failed (said once until one succeeds).
+    read_failed: bool,
 }
 
 pub struct MemoryWatch {
-    settings: MemorySettings,
+    pub(crate) settings: MemorySettings,
     state: Mutex<State>,
-    wake: Notify,
+    pub(crate) wake: Notify,
     started: Instant,
-    holding_slot: AtomicBool,
+    /// This process holds a restart slot (given back as it exits).
+    pub(crate) holding_slot: AtomicBool,
 }
 
 impl MemoryWatch {
@@ -104,11 +82,10 @@ impl MemoryWatch {
             state: Mutex::new(State {
                 reader,
                 recycler: Recycler::new(settings.limits.clone()),
-                jobs: HashMap::new(),
-                next_token: 0,
                 top: Vec::new(),
                 gc_done: false,
                 force: None,
+                read_failed: false,
             }),
             settings,
             wake: Notify::new(),
@@ -117,49 +94,45 @@ impl MemoryWatch {
         })
     }
 
-    fn state(&self) -> MutexGuard<'_, State> {
+    pub(crate) fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// One map insert, and a memory read unless a reading is fresh.
-    pub fn job_started(&self, class: &str, jid: &str) -> Result<u64> {
+    /// The memory now, for a job starting or ending: a reading under 1 ms
+    /// old is reused. None if memory cannot be read (said once): a job never
+    /// fails because its growth cannot be measured.
+    pub fn reading(&self) -> Option<u64> {
         let mut s = self.state();
-        let start = s.reader.read_recent(READING_MAX_AGE)?;
-        s.next_token += 1;
-        let token = s.next_token;
-        s.jobs.insert(
-            token,
-            Job {
-                class: class.to_owned(),
-                jid: jid.to_owned(),
-                start,
-            },
-        );
-        Ok(token)
+        match s.reader.read_recent(READING_MAX_AGE) {
+            Ok(bytes) => {
+                s.read_failed = false;
+                Some(bytes)
+            }
+            Err(e) => {
+                if !std::mem::replace(&mut s.read_failed, true) {
+                    warn!(event = "memory.read_failed", "cannot read memory: {e}");
+                }
+                None
+            }
+        }
     }
 
-    /// Records the job's growth; wakes the sampler at once when over the
-    /// limit instead of waiting for its next tick.
-    pub fn job_finished(&self, token: u64) -> Result<()> {
-        let mut s = self.state();
-        let Some(job) = s.jobs.remove(&token) else {
-            return Ok(());
+    /// A measured job ended: keeps the biggest growers; wakes the sampler
+    /// at once when over the limit instead of waiting for its next tick.
+    pub fn job_ended(&self, class: String, jid: String, start: u64) {
+        let Some(now) = self.reading() else {
+            return;
         };
-        let now = s.reader.read_recent(READING_MAX_AGE)?;
-        let grew = now as i64 - job.start as i64;
+        let grew = now as i64 - start as i64;
+        let mut s = self.state();
         if grew > 0 && (s.top.len() < TOP_GROWERS || s.top.last().is_some_and(|g| g.grew < grew)) {
-            s.top.push(Grower {
-                class: job.class,
-                jid: job.jid,
-                grew,
-            });
+            s.top.push(Grower { class, jid, grew });
             s.top.sort_by_key(|g| std::cmp::Reverse(g.grew));
             s.top.truncate(TOP_GROWERS);
         }
         if now > self.settings.limits.soft {
             self.wake.notify_one();
         }
-        Ok(())
     }
 
     pub fn gc_done(&self) {
@@ -173,7 +146,8 @@ impl MemoryWatch {
         self.wake.notify_one();
     }
 
-    pub fn status(&self) -> Result<MemoryStatus> {
+    /// The memory state, with `busy` jobs running (from the registry).
+    pub fn status(&self, busy: usize) -> Result<MemoryStatus> {
         let mut s = self.state();
         let bytes = s.reader.read()?;
         Ok(MemoryStatus {
@@ -181,7 +155,7 @@ impl MemoryWatch {
             soft: self.settings.limits.soft,
             hard: self.settings.limits.hard,
             phase: s.recycler.phase().name(),
-            busy: s.jobs.len(),
+            busy,
             reason: s.recycler.reason().to_owned(),
             top: s.top.clone(),
         })
@@ -192,8 +166,8 @@ impl MemoryWatch {
     }
 
     /// What the sampler feeds the recycler now: a forced reason first, then
-    /// a finished GC, else a sample.
-    fn next_step(&self) -> Result<(Step, u64)> {
+    /// a finished GC, else a sample with `busy` jobs running.
+    pub(crate) fn next_step(&self, busy: usize) -> Result<(Step, u64)> {
         let mut s = self.state();
         let bytes = s.reader.read()?;
         let input = if let Some(reason) = s.force.take() {
@@ -201,36 +175,32 @@ impl MemoryWatch {
         } else if std::mem::take(&mut s.gc_done) {
             Input::GcDone { bytes }
         } else {
-            Input::Sample {
-                bytes,
-                busy: s.jobs.len(),
-            }
+            Input::Sample { bytes, busy }
         };
         let uptime = self.started.elapsed();
         Ok((s.recycler.step(input, Instant::now(), uptime), bytes))
     }
 
-    fn feed(&self, input: Input) -> Step {
+    pub(crate) fn feed(&self, input: Input) -> Step {
         let uptime = self.started.elapsed();
         self.state().recycler.step(input, Instant::now(), uptime)
     }
 
-    fn running(&self, bytes: u64) -> Vec<(String, String, i64)> {
-        self.state()
-            .jobs
-            .values()
-            .map(|j| {
-                (
-                    j.class.clone(),
-                    j.jid.clone(),
-                    bytes as i64 - j.start as i64,
-                )
-            })
+    /// (class, jid, growth so far) of the measured jobs running, given
+    /// the registry's readings at their start.
+    pub(crate) fn growth(
+        measured: Vec<(String, String, u64)>,
+        bytes: u64,
+    ) -> Vec<(String, String, i64)> {
+        measured
+            .into_iter()
+            .map(|(class, jid, start)| (class, jid, bytes as i64 - start as i64))
             .collect()
     }
 
-    fn growers_line(&self, bytes: u64) -> String {
-        let running = self.running(bytes);
+    /// The recycle log's list: running jobs with their growth so far, then
+    /// the biggest growers that ended.
+    pub(crate) fn growers_line(&self, running: &[(String, String, i64)]) -> String {
         let top = self.state().top.clone();
         let fmt = |c: &str, j: &str, g: i64| format!("{c} jid={j} {:+} MB", g / (1 << 20));
         let mut parts: Vec<String> = running
@@ -244,190 +214,4 @@ impl MemoryWatch {
             parts.join(", ")
         }
     }
-
-    /// Gives the restart slot back as the process exits, so the next
-    /// process over its limit need not wait for the slot's TTL.
-    pub(crate) async fn release_slot(&self, shared: &Shared) {
-        if !self.holding_slot.swap(false, Ordering::SeqCst) {
-            return;
-        }
-        let me = format!("{}:{}", self.settings.hostname, std::process::id());
-        let release = async {
-            let mut con = shared.link.get().await?;
-            redis::cmd("ZREM")
-                .arg(shared.keys.restart_slots())
-                .arg(&me)
-                .query_async::<i64>(&mut con)
-                .await
-                .map_err(|e| shared.link.error(e))
-        };
-        let released = match tokio::time::timeout(SLOT_RELEASE_WAIT, release).await {
-            Ok(r) => r.map(|_| ()),
-            Err(_) => Err(crate::error::Error::Connection("no answer".into())),
-        };
-        if let Err(e) = released {
-            warn!(
-                event = "memory.slot_release_failed",
-                "could not release the restart slot ({e}); it expires by itself"
-            );
-        }
-    }
-}
-
-/// Bounds the slot's release at exit: the slot expires by itself anyway.
-const SLOT_RELEASE_WAIT: Duration = Duration::from_millis(300);
-
-pub(crate) async fn sampler(shared: Arc<Shared>, watch: Arc<MemoryWatch>) {
-    let mut read_failed = false;
-    loop {
-        tokio::select! {
-            _ = sleep(watch.settings.check_interval) => {}
-            _ = watch.wake.notified() => {}
-        }
-        let (mut step, bytes) = match watch.next_step() {
-            Ok(v) => {
-                read_failed = false;
-                v
-            }
-            Err(e) => {
-                if !read_failed {
-                    warn!(event = "memory.read_failed", "cannot read memory: {e}");
-                }
-                read_failed = true;
-                continue;
-            }
-        };
-        loop {
-            log_step(&shared, &watch, &step, bytes);
-            match step.action {
-                None => break,
-                Some(Action::RunGc) => {
-                    let _ = shared.events.send(Event::RunGc);
-                    break;
-                }
-                Some(Action::AskPermit) => {
-                    let permit = ask_permit(&shared, &watch).await;
-                    step = watch.feed(Input::Permit(permit));
-                }
-                Some(Action::Quiet) => {
-                    warn!(
-                        event = "memory.growers",
-                        rss_mb = mb(bytes),
-                        "jobs that grew this process most: {}",
-                        watch.growers_line(bytes)
-                    );
-                    let reason = watch.state().recycler.reason().to_owned();
-                    let _ = shared.events.send(Event::Recycling {
-                        reason,
-                        bytes,
-                        running: watch.running(bytes),
-                    });
-                    signal_self(libc::SIGTSTP);
-                    break;
-                }
-                Some(Action::Terminate) => {
-                    // The reaper backs up the Kill step below, one second
-                    // later, in case Sidekiq's shutdown stops this watcher
-                    // and then hangs.
-                    let limits = &watch.settings.limits;
-                    stop::terminate(limits.kill_after + Duration::from_secs(1), "recycling");
-                    break;
-                }
-                Some(Action::Kill) => {
-                    // The line above is the last thing the operator will
-                    // read; give the dispatcher a moment to write it.
-                    sleep(LAST_WORDS).await;
-                    signal_self(libc::SIGKILL);
-                    break;
-                }
-            }
-        }
-    }
-}
-
-/// Logs a recycle step and adds it to the cluster's recycle history.
-fn log_step(shared: &Arc<Shared>, watch: &MemoryWatch, step: &Step, bytes: u64) {
-    let Some((level, message)) = &step.log else {
-        return;
-    };
-    let state = watch.state().recycler.phase().name();
-    shared.record_recycle(RecycleEvent {
-        at: crate::report::now_ms(),
-        hostname: watch.settings.hostname.clone(),
-        pid: std::process::id(),
-        state,
-        bytes,
-        limit: watch.settings.limits.soft,
-        message: message.clone(),
-    });
-    let (rss_mb, limit_mb) = (mb(bytes), mb(watch.settings.limits.soft));
-    match level {
-        LogLevel::Error => error!(event = "memory", state, rss_mb, limit_mb, "{message}"),
-        LogLevel::Warn => warn!(event = "memory", state, rss_mb, limit_mb, "{message}"),
-        _ => info!(event = "memory", state, rss_mb, limit_mb, "{message}"),
-    }
-}
-
-async fn ask_permit(shared: &Arc<Shared>, watch: &MemoryWatch) -> Permit {
-    let s = &watch.settings;
-    if let Some(why) = &s.cannot_signal {
-        return Permit::Denied(why.clone());
-    }
-    let mut con = match shared.link.get().await {
-        Ok(c) => c,
-        Err(e) => return Permit::Unknown(e.to_string()),
-    };
-    let limits = &s.limits;
-    let slot_ttl = limits.drain_timeout + limits.kill_after + Duration::from_secs(30);
-    let who = (s.hostname.as_str(), std::process::id());
-    let answer = request_restart_slot(
-        &mut con,
-        &shared.keys,
-        who,
-        s.min_live_processes,
-        s.max_concurrent_restarts,
-        slot_ttl,
-    )
-    .await;
-    match answer {
-        Ok(Permit::Granted) => {
-            watch.holding_slot.store(true, Ordering::SeqCst);
-            Permit::Granted
-        }
-        Ok(other) => other,
-        Err(e) => {
-            shared.link.reset().await;
-            Permit::Unknown(e.to_string())
-        }
-    }
-}
-
-/// Asks Redis, atomically, for one of `max_concurrent_restarts` slots for
-/// the process `who` (hostname, pid), granted only while at least
-/// `min_live` other processes in Sidekiq's process set have a fresh
-/// heartbeat and are neither quiet nor recycling.
-pub async fn request_restart_slot<C: redis::aio::ConnectionLike>(
-    con: &mut C,
-    keys: &Keys,
-    who: (&str, u32),
-    min_live: u32,
-    max_concurrent: u32,
-    slot_ttl: Duration,
-) -> redis::RedisResult<Permit> {
-    let (granted, why): (i64, String) = Script::new(PERMIT_SCRIPT)
-        .key(SIDEKIQ_PROCESSES)
-        .key(keys.restart_slots())
-        .arg(who.0)
-        .arg(who.1)
-        .arg(min_live)
-        .arg(max_concurrent)
-        .arg(slot_ttl.as_millis() as u64)
-        .arg(FRESH_HEARTBEAT_SECS)
-        .invoke_async(con)
-        .await?;
-    Ok(if granted == 1 {
-        Permit::Granted
-    } else {
-        Permit::Denied(why)
-    })
 }

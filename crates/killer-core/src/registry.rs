@@ -1,12 +1,17 @@
 //! Running jobs and known cancel requests, in one structure under one lock:
 //! a job starting and a cancel arriving can then never interleave so that
 //! the cancel is missed (checked on start, or found on arrival).
+//!
+//! Each running job is one record under one token: its ids, class, start,
+//! whether a cancel may stop it, its deadline, the memory reading at its
+//! start, and what stopped it. Nothing else in the process holds a job.
 //! Pure: no I/O, time is passed in.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::event::StopReason;
 use crate::schema::MAX_CANCELS;
 
 /// How many ended jobs are remembered, and for how long, so a cancel that
@@ -14,6 +19,20 @@ use crate::schema::MAX_CANCELS;
 /// staying `requested` until its TTL.
 const RECENT_CAP: usize = 4096;
 const RECENT_FOR: Duration = Duration::from_secs(600);
+
+/// A job about to run, as its wrapper describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobStart {
+    /// Every id `Killer.cancel` may name it by (jid first; ActiveJob's
+    /// job_id and provider_job_id).
+    pub ids: Vec<String>,
+    pub class: String,
+    /// A cancel may stop it (Killer::Cancellable, CancelMiddleware). A job
+    /// only measured by MemoryMiddleware is not.
+    pub cancellable: bool,
+    /// Killer::Timeout after this long (cancellable jobs only).
+    pub timeout: Option<Duration>,
+}
 
 /// The answer to "may this job start?".
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,10 +46,18 @@ pub enum Started {
 /// How a job ended, as the Ruby wrapper saw it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
-    /// The body returned or raised on its own.
+    /// The body returned or raised on its own (or by Killer::Timeout).
     Finished,
     /// The body was stopped by `Killer::Cancelled`.
     Cancelled,
+}
+
+/// What stopped (or is stopping) a running job: the id a cancel named, or
+/// its deadline. The first stop wins.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stop {
+    pub id: String,
+    pub reason: StopReason,
 }
 
 #[derive(Debug)]
@@ -38,8 +65,10 @@ struct Job {
     ids: Vec<String>,
     class: String,
     started: Instant,
-    /// The id a cancel arrived for, once one has.
-    cancel_for: Option<String>,
+    cancellable: bool,
+    deadline: Option<Instant>,
+    memory_start: Option<u64>,
+    stop: Option<Stop>,
 }
 
 /// What a newly learned cancel request means for this process.
@@ -53,22 +82,26 @@ pub enum Reaction {
     AlreadyFinished,
 }
 
-/// A running job as the process report shows it.
+/// A running cancellable job as the process report shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunningJob {
     pub jid: String,
     pub class: String,
     pub started: Instant,
-    /// A cancel has reached it and it has not ended yet.
+    /// A cancel or its deadline has reached it and it has not ended yet.
     pub cancel_requested: bool,
 }
 
-/// What the watcher must record in Redis about a job that ended.
+/// A job that ended, for the watcher to record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ended {
+    /// Its first id (the jid).
+    pub jid: String,
     pub class: String,
     /// The ids whose status should change; empty when nobody asked.
     pub requested: Vec<String>,
+    /// The memory reading at its start, when memory is watched.
+    pub memory_start: Option<u64>,
 }
 
 #[derive(Debug, Default)]
@@ -76,7 +109,6 @@ pub struct Registry {
     next_token: u64,
     jobs: HashMap<u64, Job>,
     by_id: HashMap<String, u64>,
-    /// id -> when the request stops applying (cancel_ttl after it was made).
     /// The id is shared with `order` (one allocation per request).
     cancels: HashMap<Arc<str>, Instant>,
     /// Ids of `cancels` in the order they were first learned (some may be
@@ -91,31 +123,89 @@ pub struct Registry {
 }
 
 impl Registry {
-    pub fn start(&mut self, ids: Vec<String>, class: String, now: Instant) -> Started {
-        if let Some(id) = ids.iter().find(|id| self.is_requested(id, now)) {
-            return Started::Cancelled(id.clone());
+    /// Registers a job; a cancellable one is refused if a cancel for any of
+    /// its ids is known.
+    pub fn start(&mut self, job: JobStart, memory_start: Option<u64>, now: Instant) -> Started {
+        if job.cancellable {
+            if let Some(id) = job.ids.iter().find(|id| self.is_requested(id, now)) {
+                return Started::Cancelled(id.clone());
+            }
         }
         self.next_token += 1;
         let token = self.next_token;
-        for id in &ids {
+        for id in &job.ids {
             self.by_id.insert(id.clone(), token);
         }
+        let cancellable = job.cancellable;
         self.jobs.insert(
             token,
             Job {
-                ids,
-                class,
+                ids: job.ids,
+                class: job.class,
                 started: now,
-                cancel_for: None,
+                cancellable,
+                deadline: job.timeout.filter(|_| cancellable).map(|t| now + t),
+                memory_start,
+                stop: None,
             },
         );
         Started::Run(token)
     }
 
+    /// Makes a running job (registered only to be measured) cancellable,
+    /// under more ids: an inner wrapper knew what the outer one could not.
+    /// Refused if a cancel for any of the ids is known.
+    pub fn arm(
+        &mut self,
+        token: u64,
+        ids: Vec<String>,
+        timeout: Option<Duration>,
+        now: Instant,
+    ) -> Option<Started> {
+        if let Some(id) = ids.iter().find(|id| self.is_requested(id, now)) {
+            return Some(Started::Cancelled(id.clone()));
+        }
+        let job = self.jobs.get_mut(&token)?;
+        job.cancellable = true;
+        job.deadline = timeout.map(|t| now + t);
+        for id in ids {
+            if !job.ids.contains(&id) {
+                self.by_id.insert(id.clone(), token);
+                job.ids.push(id);
+            }
+        }
+        Some(Started::Run(token))
+    }
+
+    /// When a job's deadline passes, if it has one.
+    pub fn deadline(&self, token: u64) -> Option<Instant> {
+        self.jobs.get(&token)?.deadline
+    }
+
+    /// Records that `reason` stops job `token`, unless something else did
+    /// first. True if this is the stop.
+    pub fn stop(&mut self, token: u64, reason: StopReason) -> Option<Stop> {
+        let job = self.jobs.get_mut(&token)?;
+        if job.stop.is_some() || !job.cancellable {
+            return None;
+        }
+        let stop = Stop {
+            id: job.ids.first().cloned().unwrap_or_default(),
+            reason,
+        };
+        job.stop = Some(stop.clone());
+        Some(stop)
+    }
+
+    /// What is stopping job `token`, if anything.
+    pub fn stop_of(&self, token: u64) -> Option<Stop> {
+        self.jobs.get(&token)?.stop.clone()
+    }
+
     /// Ends a job. Returns `None` for an unknown token (already ended).
     pub fn finish(&mut self, token: u64, now: Instant) -> Option<Ended> {
         let job = self.jobs.remove(&token)?;
-        if job.cancel_for.is_none() {
+        if job.stop.is_none() {
             for id in &job.ids {
                 self.recent.push_back((id.clone(), now));
                 *self.recent_ids.entry(id.clone()).or_default() += 1;
@@ -130,17 +220,23 @@ impl Registry {
                 self.by_id.remove(id);
             }
         }
-        let requested = match job.cancel_for {
-            Some(id) => vec![id],
-            None => job
+        let requested = match job.stop {
+            Some(Stop {
+                id,
+                reason: StopReason::Cancel,
+            }) => vec![id],
+            _ => job
                 .ids
-                .into_iter()
+                .iter()
                 .filter(|id| self.cancels.contains_key(id.as_str()))
+                .cloned()
                 .collect(),
         };
         Some(Ended {
+            jid: job.ids.into_iter().next().unwrap_or_default(),
             class: job.class,
             requested,
+            memory_start: job.memory_start,
         })
     }
 
@@ -168,10 +264,13 @@ impl Registry {
         }
         if let Some(&token) = self.by_id.get(id) {
             if let Some(job) = self.jobs.get_mut(&token) {
-                if job.cancel_for.is_some() {
+                if job.stop.is_some() || !job.cancellable {
                     return Reaction::None;
                 }
-                job.cancel_for = Some(id.to_owned());
+                job.stop = Some(Stop {
+                    id: id.to_owned(),
+                    reason: StopReason::Cancel,
+                });
                 return Reaction::Interrupt(token);
             }
         }
@@ -222,24 +321,43 @@ impl Registry {
         self.jobs.contains_key(&token)
     }
 
+    /// Every running job this process registered (the recycler's "busy").
     pub fn running(&self) -> usize {
         self.jobs.len()
     }
 
-    /// The running jobs, oldest first, named by their first id (the jid).
+    /// The running cancellable jobs, oldest first, named by their first id
+    /// (the jid).
     pub fn running_jobs(&self) -> Vec<RunningJob> {
         let mut jobs: Vec<RunningJob> = self
             .jobs
             .values()
+            .filter(|j| j.cancellable)
             .map(|j| RunningJob {
                 jid: j.ids.first().cloned().unwrap_or_default(),
                 class: j.class.clone(),
                 started: j.started,
-                cancel_requested: j.cancel_for.is_some(),
+                cancel_requested: j.stop.is_some(),
             })
             .collect();
         jobs.sort_by_key(|j| j.started);
         jobs
+    }
+
+    /// (class, jid, memory reading at start) of each running job that is
+    /// measured: what the process grew by while each runs.
+    pub fn measured_jobs(&self) -> Vec<(String, String, u64)> {
+        self.jobs
+            .values()
+            .filter_map(|j| {
+                let start = j.memory_start?;
+                Some((
+                    j.class.clone(),
+                    j.ids.first().cloned().unwrap_or_default(),
+                    start,
+                ))
+            })
+            .collect()
     }
 
     pub fn known_cancels(&self) -> usize {
@@ -277,7 +395,7 @@ mod tests {
     fn a_storm_of_cancels_keeps_the_newest_and_every_running_jobs() {
         let now = Instant::now();
         let mut r = Registry::default();
-        let Started::Run(_) = r.start(ids(&["running-early"]), "Job".into(), now) else {
+        let Started::Run(_) = r.start(job(&["running-early"], "Job"), None, now) else {
             panic!("should run")
         };
         // Its request comes first, so it is the oldest of the storm.
@@ -295,7 +413,7 @@ mod tests {
         assert!(r.is_requested(&format!("unknown-{}", MAX_CANCELS + 4_999), now));
         // A job whose request was dropped starts: it was asked too long ago.
         assert!(matches!(
-            r.start(ids(&["unknown-0"]), "Job".into(), now),
+            r.start(job(&["unknown-0"], "Job"), None, now),
             Started::Run(_)
         ));
     }
@@ -304,17 +422,86 @@ mod tests {
         v.iter().map(|s| (*s).to_owned()).collect()
     }
 
+    /// A cancellable job without a deadline, as most are.
+    fn job(v: &[&str], class: &str) -> JobStart {
+        JobStart {
+            ids: ids(v),
+            class: class.into(),
+            cancellable: true,
+            timeout: None,
+        }
+    }
+
     const DAY: Duration = Duration::from_secs(86400);
+
+    #[test]
+    fn a_job_only_measured_is_never_stopped_until_a_wrapper_arms_it() {
+        let now = Instant::now();
+        let mut r = Registry::default();
+        r.request_cancel("m", now + DAY, now);
+        let measured = JobStart {
+            cancellable: false,
+            ..job(&["m"], "Plain")
+        };
+        let Started::Run(t) = r.start(measured, Some(100), now) else {
+            panic!("a job that is not cancellable runs whatever was recorded")
+        };
+        assert_eq!(r.request_cancel("m", now + DAY, now), Reaction::None);
+        assert!(
+            r.running_jobs().is_empty(),
+            "the report lists cancellable jobs"
+        );
+        assert_eq!(r.running(), 1, "the recycler counts it busy");
+        assert_eq!(r.measured_jobs(), vec![("Plain".into(), "m".into(), 100)]);
+        // An inner wrapper (an ActiveJob class inside JobWrapper) arms it
+        // under its own id: a cancel recorded for that id stops it there.
+        r.request_cancel("aj-9", now + DAY, now);
+        assert_eq!(
+            r.arm(t, ids(&["aj-9"]), None, now),
+            Some(Started::Cancelled("aj-9".into()))
+        );
+        assert_eq!(r.arm(t, ids(&["aj-10"]), None, now), Some(Started::Run(t)));
+        assert_eq!(
+            r.request_cancel("aj-10", now + DAY, now),
+            Reaction::Interrupt(t)
+        );
+        let ended = r.finish(t, now).unwrap();
+        assert_eq!((ended.jid.as_str(), ended.memory_start), ("m", Some(100)));
+        assert_eq!(ended.requested, ids(&["aj-10"]));
+    }
+
+    #[test]
+    fn the_first_stop_wins_a_deadline_and_a_cancel() {
+        let now = Instant::now();
+        let mut r = Registry::default();
+        let timed = JobStart {
+            timeout: Some(Duration::from_secs(5)),
+            ..job(&["t"], "J")
+        };
+        let Started::Run(t) = r.start(timed, None, now) else {
+            panic!()
+        };
+        assert_eq!(r.deadline(t), Some(now + Duration::from_secs(5)));
+        let stop = r.stop(t, StopReason::Timeout).unwrap();
+        assert_eq!((stop.id.as_str(), stop.reason), ("t", StopReason::Timeout));
+        assert_eq!(r.request_cancel("t", now + DAY, now), Reaction::None);
+        assert_eq!(r.stop_of(t).unwrap().reason, StopReason::Timeout);
+        assert!(
+            r.running_jobs()[0].cancel_requested,
+            "a deadline shows as a stop"
+        );
+        assert_eq!(r.finish(t, now).unwrap().requested, ids(&["t"]));
+    }
 
     #[test]
     fn running_jobs_are_listed_oldest_first_with_their_cancel_state() {
         let now = Instant::now();
         let later = now + Duration::from_secs(3);
         let mut r = Registry::default();
-        let Started::Run(young) = r.start(ids(&["b"]), "Young".into(), later) else {
+        let Started::Run(young) = r.start(job(&["b"], "Young"), None, later) else {
             panic!("should run")
         };
-        let Started::Run(_) = r.start(ids(&["a", "aj-1"]), "Old".into(), now) else {
+        let Started::Run(_) = r.start(job(&["a", "aj-1"], "Old"), None, now) else {
             panic!("should run")
         };
         assert_eq!(
@@ -335,7 +522,7 @@ mod tests {
     fn a_cancel_reaches_the_running_job_once() {
         let now = Instant::now();
         let mut r = Registry::default();
-        let Started::Run(t) = r.start(ids(&["a"]), "Job".into(), now) else {
+        let Started::Run(t) = r.start(job(&["a"], "Job"), None, now) else {
             panic!("should run")
         };
         assert_eq!(
@@ -359,7 +546,7 @@ mod tests {
         let mut r = Registry::default();
         assert_eq!(r.request_cancel("aj-1", now + DAY, now), Reaction::None);
         assert_eq!(
-            r.start(ids(&["jid-1", "aj-1"]), "Wrapper".into(), now),
+            r.start(job(&["jid-1", "aj-1"], "Wrapper"), None, now),
             Started::Cancelled("aj-1".into())
         );
         assert_eq!(r.running(), 0);
@@ -369,10 +556,10 @@ mod tests {
     fn a_cancel_for_one_job_never_names_another() {
         let now = Instant::now();
         let mut r = Registry::default();
-        let Started::Run(a) = r.start(ids(&["a"]), "J".into(), now) else {
+        let Started::Run(a) = r.start(job(&["a"], "J"), None, now) else {
             panic!()
         };
-        let Started::Run(b) = r.start(ids(&["b"]), "J".into(), now) else {
+        let Started::Run(b) = r.start(job(&["b"], "J"), None, now) else {
             panic!()
         };
         assert_ne!(a, b);
@@ -392,7 +579,7 @@ mod tests {
     fn a_job_that_ends_before_the_raise_reports_the_request() {
         let now = Instant::now();
         let mut r = Registry::default();
-        let Started::Run(t) = r.start(ids(&["a"]), "J".into(), now) else {
+        let Started::Run(t) = r.start(job(&["a"], "J"), None, now) else {
             panic!()
         };
         r.request_cancel("a", now + DAY, now);
@@ -407,7 +594,7 @@ mod tests {
         assert_eq!(r.known_cancels(), 1);
         let later = now + Duration::from_secs(2);
         assert!(matches!(
-            r.start(ids(&["a"]), "J".into(), later),
+            r.start(job(&["a"], "J"), None, later),
             Started::Run(_)
         ));
         r.expire(later);
@@ -423,7 +610,7 @@ mod tests {
     fn a_cancel_just_after_the_end_is_answered_finished_once() {
         let now = Instant::now();
         let mut r = Registry::default();
-        let Started::Run(t) = r.start(ids(&["late"]), "J".into(), now) else {
+        let Started::Run(t) = r.start(job(&["late"], "J"), None, now) else {
             panic!()
         };
         r.finish(t, now);
@@ -443,10 +630,10 @@ mod tests {
     fn a_reused_id_is_unregistered_only_by_its_own_job() {
         let now = Instant::now();
         let mut r = Registry::default();
-        let Started::Run(old) = r.start(ids(&["same"]), "J".into(), now) else {
+        let Started::Run(old) = r.start(job(&["same"], "J"), None, now) else {
             panic!()
         };
-        let Started::Run(new) = r.start(ids(&["same"]), "J".into(), now) else {
+        let Started::Run(new) = r.start(job(&["same"], "J"), None, now) else {
             panic!()
         };
         r.finish(old, now);

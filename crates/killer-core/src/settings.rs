@@ -86,10 +86,6 @@ impl Settings {
         )?;
         Keys::new(&self.key_prefix)
     }
-
-    pub(crate) fn ttl_ms(&self) -> u64 {
-        u64::try_from(self.cancel_ttl.as_millis()).unwrap_or(u64::MAX)
-    }
 }
 
 fn check_range(name: &str, v: Duration, min: Duration, max: Duration) -> Result<()> {

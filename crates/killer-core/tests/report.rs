@@ -37,7 +37,10 @@ fn the_report_lists_running_jobs_with_their_cancel_state_and_expires() {
     let redis = RedisServer::start();
     let (w, rx, client) = start(&redis, "host-a");
 
-    let Started::Run(token) = w.job_started(vec!["j1".into()], "ExportJob", None).unwrap() else {
+    let Started::Run(token) = w
+        .job_started(support::job("j1", "ExportJob", None))
+        .unwrap()
+    else {
         panic!("j1 should run")
     };
     assert!(wait_until(Duration::from_secs(30), || jobs(
@@ -65,7 +68,7 @@ fn the_report_lists_running_jobs_with_their_cancel_state_and_expires() {
             .first()
             .is_some_and(|j| j["cancel_requested"] == true)
     }));
-    w.job_finished(token, Outcome::Cancelled, "j1").unwrap();
+    w.job_finished(token, Outcome::Cancelled).unwrap();
     assert!(wait_until(Duration::from_secs(30), || jobs(
         &redis, "host-a"
     )
@@ -110,7 +113,7 @@ fn the_overview_pairs_each_cancel_with_its_outcome_and_reads_reports_and_recycle
     .unwrap();
 
     let Started::Run(token) = w
-        .job_started(vec!["stopped".into()], "ReportJob", None)
+        .job_started(support::job("stopped", "ReportJob", None))
         .unwrap()
     else {
         panic!("should run")
@@ -119,8 +122,7 @@ fn the_overview_pairs_each_cancel_with_its_outcome_and_reads_reports_and_recycle
         .cancel_by("stopped", "alice", "stuck export")
         .unwrap();
     next_cancel(&rx, Duration::from_secs(30)).expect("cancel delivered");
-    w.job_finished(token, Outcome::Cancelled, "stopped")
-        .unwrap();
+    w.job_finished(token, Outcome::Cancelled).unwrap();
     assert!(wait_until(Duration::from_secs(30), || {
         client.status("stopped").unwrap() == Some(JobStatus::Cancelled)
     }));

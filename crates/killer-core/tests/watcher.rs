@@ -14,10 +14,7 @@ fn start(settings: Settings) -> (Watcher, Receiver<Event>) {
 }
 
 fn run(w: &Watcher, jid: &str) -> u64 {
-    match w
-        .job_started(vec![jid.to_owned()], "TestJob", None)
-        .unwrap()
-    {
+    match w.job_started(support::job(jid, "TestJob", None)).unwrap() {
         Started::Run(t) => t,
         other => panic!("expected {jid} to run, got {other:?}"),
     }
@@ -57,7 +54,7 @@ fn pubsub_delivers_a_cancel_to_the_right_job() {
     client.cancel("target").unwrap();
     let (got, jid, attempt) = next_cancel(&rx, Duration::from_secs(30)).expect("cancel event");
     assert_eq!((got, jid.as_str(), attempt), (token, "target", 1));
-    w.job_finished(token, Outcome::Cancelled, "target").unwrap();
+    w.job_finished(token, Outcome::Cancelled).unwrap();
     assert!(status(&client, "target", JobStatus::Cancelled));
     assert_eq!(w.running(), 1);
 }
@@ -111,7 +108,7 @@ fn a_cancel_recorded_before_start_stops_the_job_from_starting() {
     let (w, _rx) = start(redis.settings());
     assert!(wait_until(Duration::from_secs(30), || w.known_cancels() == 1));
     assert_eq!(
-        w.job_started(vec!["early".into()], "TestJob", None)
+        w.job_started(support::job("early", "TestJob", None))
             .unwrap(),
         Started::Cancelled("early".into())
     );
@@ -136,8 +133,7 @@ fn an_ignored_cancel_is_raised_again_after_grace() {
     let (again, _, attempt) = next_cancel(&rx, Duration::from_secs(30)).unwrap();
     assert_eq!((again, attempt), (token, 2));
     assert!(t0.elapsed() >= Duration::from_millis(950), "grace is 1 s");
-    w.job_finished(token, Outcome::Cancelled, "stubborn")
-        .unwrap();
+    w.job_finished(token, Outcome::Cancelled).unwrap();
     assert!(
         next_cancel(&rx, Duration::from_millis(700)).is_none(),
         "no raise after the end"
@@ -153,7 +149,7 @@ fn a_job_that_finishes_first_is_reported_finished() {
     let token = run(&w, "quick");
     client.cancel("quick").unwrap();
     next_cancel(&rx, Duration::from_secs(30)).unwrap();
-    w.job_finished(token, Outcome::Finished, "quick").unwrap();
+    w.job_finished(token, Outcome::Finished).unwrap();
     assert!(status(&client, "quick", JobStatus::Finished));
 }
 
@@ -164,7 +160,7 @@ fn a_cancel_just_after_the_job_ended_is_reported_finished() {
     let client = Client::new(redis.settings()).unwrap();
     ready(&redis);
     let token = run(&w, "ended");
-    w.job_finished(token, Outcome::Finished, "ended").unwrap();
+    w.job_finished(token, Outcome::Finished).unwrap();
     client.cancel("ended").unwrap();
     assert!(status(&client, "ended", JobStatus::Finished));
     assert!(next_cancel(&rx, Duration::from_millis(300)).is_none());
@@ -231,7 +227,7 @@ fn redis_cost_does_not_grow_with_running_jobs() {
         std::thread::sleep(Duration::from_millis(2000));
         let used = redis.commands_processed() - before - 1;
         for t in tokens {
-            w.job_finished(t, Outcome::Finished, "x").unwrap();
+            w.job_finished(t, Outcome::Finished).unwrap();
         }
         used
     };
@@ -275,7 +271,7 @@ fn a_job_past_its_deadline_gets_a_timeout_and_its_neighbour_nothing() {
     settings.grace = Duration::from_secs(1);
     let (w, rx) = start(settings);
     let started = |jid: &str, timeout: Option<Duration>| match w
-        .job_started(vec![jid.to_owned()], "TestJob", timeout)
+        .job_started(support::job(jid, "TestJob", timeout))
         .unwrap()
     {
         Started::Run(t) => t,
@@ -286,7 +282,7 @@ fn a_job_past_its_deadline_gets_a_timeout_and_its_neighbour_nothing() {
     let quick = started("quick", Some(Duration::from_millis(100)));
     let neighbour = started("neighbour", None);
     // `quick` ends in time: its timer is aborted and never fires.
-    w.job_finished(quick, Outcome::Finished, "quick").unwrap();
+    w.job_finished(quick, Outcome::Finished).unwrap();
 
     let timeout = |within| loop {
         match rx.recv_timeout(within).ok()? {
@@ -309,15 +305,14 @@ fn a_job_past_its_deadline_gets_a_timeout_and_its_neighbour_nothing() {
     // Ignored: raised again after `grace`, still as a timeout.
     let again = timeout(Duration::from_secs(30)).expect("a second raise");
     assert_eq!(again, (slow, "slow".to_owned(), 2, StopReason::Timeout));
-    w.job_finished(slow, Outcome::Finished, "slow").unwrap();
+    w.job_finished(slow, Outcome::Finished).unwrap();
     assert_eq!(
         timeout(Duration::from_millis(700)),
         None,
         "nothing after the job ended"
     );
     assert_eq!(w.running(), 1, "the neighbour still runs");
-    w.job_finished(neighbour, Outcome::Finished, "neighbour")
-        .unwrap();
+    w.job_finished(neighbour, Outcome::Finished).unwrap();
 }
 
 #[test]
@@ -328,7 +323,7 @@ fn a_cancel_recorded_before_the_process_started_stops_its_first_job() {
     // The first job may be fetched the moment the watcher starts.
     let (w, _rx) = start(redis.settings());
     assert_eq!(
-        w.job_started(vec!["pushed-back".into()], "TestJob", None)
+        w.job_started(support::job("pushed-back", "TestJob", None))
             .unwrap(),
         Started::Cancelled("pushed-back".into())
     );

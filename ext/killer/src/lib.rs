@@ -6,15 +6,16 @@ use magnus::{prelude::*, Error, Ruby};
 
 mod client;
 mod errors;
-mod fork_watch;
+mod events;
 mod logging;
 mod nogvl;
-mod runtime;
 mod settings;
+mod watcher;
 
 #[magnus::init(name = "killer")]
 fn init(ruby: &Ruby) -> Result<(), Error> {
     errors::init(ruby)?;
+    events::init(ruby)?;
     let native = ruby.define_module("Killer")?.define_module("Native")?;
     native.const_set("SCHEMA_VERSION", killer_core::SCHEMA_VERSION)?;
     native.const_set("MAX_JID_BYTES", killer_core::MAX_JID_BYTES)?;
@@ -25,6 +26,6 @@ fn init(ruby: &Ruby) -> Result<(), Error> {
         magnus::function!(killer_core::cgroup_limit, 0),
     )?;
     client::init(ruby, native)?;
-    runtime::init(ruby, native)?;
+    watcher::init(ruby, native)?;
     Ok(())
 }

@@ -6,7 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
-use killer_core::{Event, RedisConfig, Settings};
+use killer_core::{Event, JobStart, RedisConfig, Settings};
 
 pub struct RedisServer {
     pub port: u16,
@@ -132,4 +132,14 @@ pub fn wait_until(within: Duration, mut f: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(10));
     }
     false
+}
+
+/// A cancellable job named `jid`, as Killer::Cancellable starts one.
+pub fn job(jid: &str, class: &str, timeout: Option<Duration>) -> JobStart {
+    JobStart {
+        ids: vec![jid.to_owned()],
+        class: class.to_owned(),
+        cancellable: true,
+        timeout,
+    }
 }

@@ -1,0 +1,53 @@
+//! Tells whether this process was forked since a moment, without a getpid
+//! syscall: jobs ask on every start, and a syscall per job is measurable in
+//! a no-op job's cost. A `pthread_atfork` child handler, installed once,
+//! bumps a generation counter that the child inherits already bumped. The
+//! one fork check of the gem: the watcher, the console client and the
+//! binding all ask it.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Once;
+
+static GENERATION: AtomicU64 = AtomicU64::new(0);
+static INSTALLED: AtomicBool = AtomicBool::new(false);
+static INSTALL: Once = Once::new();
+
+extern "C" fn in_child() {
+    GENERATION.fetch_add(1, Ordering::Relaxed);
+}
+
+/// This process as of now: hand it to [`Origin::forked`] later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Origin {
+    generation: u64,
+    pid: u32,
+}
+
+impl Origin {
+    pub fn here() -> Self {
+        INSTALL.call_once(|| {
+            // SAFETY: registers a handler that only touches an atomic, which
+            // is async-signal-safe as fork's child handlers must be.
+            let rc = unsafe { libc::pthread_atfork(None, None, Some(in_child)) };
+            INSTALLED.store(rc == 0, Ordering::Relaxed);
+        });
+        Origin {
+            generation: GENERATION.load(Ordering::Relaxed),
+            pid: std::process::id(),
+        }
+    }
+
+    /// Whether this process is a fork of the one that made `self`. Falls
+    /// back to comparing pids if the handler could not be registered.
+    pub fn forked(&self) -> bool {
+        if INSTALLED.load(Ordering::Relaxed) {
+            GENERATION.load(Ordering::Relaxed) != self.generation
+        } else {
+            std::process::id() != self.pid
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+}

@@ -1,0 +1,107 @@
+//! What the watcher's tasks share: the settings, Redis, the registry of
+//! running jobs and known cancels, the dispatcher's channel and the
+//! process-wide watches. A leaf: it imports no task and no watcher.
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use crossbeam_channel::Sender;
+use tokio::sync::{mpsc, Notify};
+use tokio::task::AbortHandle;
+
+use crate::event::Event;
+use crate::lease::Leases;
+use crate::link::Link;
+use crate::memory_watch::MemoryWatch;
+use crate::registry::Registry;
+use crate::schema::{JobStatus, Keys};
+use crate::settings::Settings;
+
+/// A status to record in Redis for a job someone asked to cancel.
+pub(crate) struct StatusWrite {
+    pub(crate) ids: Vec<String>,
+    pub(crate) status: JobStatus,
+    pub(crate) class: String,
+}
+
+pub(crate) struct Shared {
+    pub(crate) settings: Settings,
+    pub(crate) keys: Keys,
+    pub(crate) link: Link,
+    registry: Mutex<Registry>,
+    pub(crate) events: Sender<Event>,
+    memory: Mutex<Option<Arc<MemoryWatch>>>,
+    /// Deadline timers of running jobs, aborted when the job ends so that
+    /// long timeouts do not pile up sleeping tasks.
+    timers: Mutex<HashMap<u64, AbortHandle>>,
+    pub(crate) parent_watched: AtomicBool,
+    /// The local copy of requests met its cap (warned once).
+    pub(crate) cap_warned: AtomicBool,
+    pub(crate) leases: Leases,
+    writes: mpsc::UnboundedSender<StatusWrite>,
+    /// subscriber -> poller: just (re)subscribed, reload every request.
+    pub(crate) resync: Notify,
+    /// poller -> subscriber: Redis came back, subscribe anew in case the
+    /// old socket died silently.
+    pub(crate) resubscribe: Notify,
+}
+
+impl Shared {
+    pub(crate) fn new(
+        settings: Settings,
+        keys: Keys,
+        link: Link,
+        events: Sender<Event>,
+        writes: mpsc::UnboundedSender<StatusWrite>,
+    ) -> Self {
+        Shared {
+            settings,
+            keys,
+            link,
+            registry: Mutex::new(Registry::default()),
+            events,
+            memory: Mutex::new(None),
+            timers: Mutex::new(HashMap::new()),
+            parent_watched: AtomicBool::new(false),
+            cap_warned: AtomicBool::new(false),
+            leases: Leases::default(),
+            writes,
+            resync: Notify::new(),
+            resubscribe: Notify::new(),
+        }
+    }
+
+    pub(crate) fn memory(&self) -> Option<Arc<MemoryWatch>> {
+        self.memory_slot().clone()
+    }
+
+    pub(crate) fn memory_slot(&self) -> MutexGuard<'_, Option<Arc<MemoryWatch>>> {
+        self.memory.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn registry(&self) -> MutexGuard<'_, Registry> {
+        // A panic while holding the lock cannot leave the maps half-updated
+        // in a way that matters more than stopping cancellation would.
+        self.registry.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn timers(&self) -> MutexGuard<'_, HashMap<u64, AbortHandle>> {
+        self.timers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues a status write; `class` ("" if unknown) is kept for the Web
+    /// tab's recent cancels.
+    pub(crate) fn write(&self, ids: Vec<String>, status: JobStatus, class: &str) {
+        let _ = self.writes.send(StatusWrite {
+            ids,
+            status,
+            class: class.to_owned(),
+        });
+    }
+
+    pub(crate) fn ttl(&self) -> Duration {
+        self.settings.cancel_ttl
+    }
+}

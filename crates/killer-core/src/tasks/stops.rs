@@ -1,0 +1,154 @@
+//! Stopping a running job: a cancel learned by the subscriber or the poll,
+//! or a deadline passing, becomes a raise for the dispatcher, then the
+//! ladder: raised again every `grace` while the job runs on, and past
+//! `hard_timeout` the process recycles (with Killer::MemoryMiddleware).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::time::{sleep, timeout};
+use tracing::{error, info, warn};
+
+use crate::error::Error;
+use crate::event::{Event, StopReason};
+use crate::registry::Reaction;
+use crate::schema::{commands, JobStatus, MAX_CANCELS};
+use crate::shared::Shared;
+
+/// A request for `jid` is known to exist for `remaining` more time.
+pub(crate) fn cancel_seen(shared: &Arc<Shared>, jid: &str, remaining: Duration) {
+    let now = Instant::now();
+    let (reaction, dropped) = {
+        let mut registry = shared.registry();
+        let reaction = registry.request_cancel(jid, now + remaining, now);
+        (reaction, registry.dropped())
+    };
+    if dropped > 0 && !shared.cap_warned.swap(true, Ordering::Relaxed) {
+        warn!(event = "cancel.cap", "more than {MAX_CANCELS} cancel requests are known; the oldest for jobs not running here are dropped first (a job they named may run)");
+    }
+    match reaction {
+        Reaction::Interrupt(token) => {
+            // The raise first: the log line must not cost it a GVL turn.
+            let _ = shared.events.send(Event::Cancel {
+                token,
+                jid: jid.to_owned(),
+                attempt: 1,
+                why: StopReason::Cancel,
+            });
+            tokio::spawn(log_delivery(shared.clone(), jid.to_owned()));
+            tokio::spawn(insist(
+                shared.clone(),
+                token,
+                jid.to_owned(),
+                StopReason::Cancel,
+            ));
+        }
+        Reaction::AlreadyFinished => {
+            info!(
+                jid,
+                event = "cancel.too_late",
+                "cancel arrived after the job finished"
+            );
+            shared.write(vec![jid.to_owned()], JobStatus::Finished, "");
+        }
+        Reaction::None => {}
+    }
+}
+
+/// Raises `Killer::Timeout` into job `token` once it has run `after`,
+/// then insists as for a cancel. Aborted when the job ends first; nothing
+/// if a cancel reached the job first.
+pub(crate) async fn deadline(shared: Arc<Shared>, token: u64, after: Duration) {
+    sleep(after).await;
+    shared.timers().remove(&token);
+    let Some(stop) = shared.registry().stop(token, StopReason::Timeout) else {
+        return;
+    };
+    let _ = shared.events.send(Event::Cancel {
+        token,
+        jid: stop.id.clone(),
+        attempt: 1,
+        why: StopReason::Timeout,
+    });
+    warn!(
+        jid = %stop.id,
+        event = "timeout.delivered",
+        "job ran past its timeout of {:.1}s; raising Killer::Timeout",
+        after.as_secs_f64()
+    );
+    insist(shared, token, stop.id, StopReason::Timeout).await;
+}
+
+/// The delivery's log line, naming who asked and why (one read of the
+/// job's status, after the raise so that it costs the job nothing).
+async fn log_delivery(shared: Arc<Shared>, jid: String) {
+    let asked = async {
+        let mut con = shared.link.get().await?;
+        let fields: (Option<String>, Option<String>) = commands::requester(&shared.keys, &jid)
+            .query_async(&mut con)
+            .await?;
+        Ok::<_, Error>(fields)
+    };
+    let (by, reason) = match timeout(shared.settings.network_timeout, asked).await {
+        Ok(Ok((by, reason))) => (by.unwrap_or_default(), reason.unwrap_or_default()),
+        _ => (String::new(), String::new()),
+    };
+    let mut who = String::new();
+    if !by.is_empty() {
+        who.push_str(&format!(" by {by}"));
+    }
+    if !reason.is_empty() {
+        who.push_str(&format!(" ({reason})"));
+    }
+    info!(
+        jid = %jid,
+        event = "cancel.delivered",
+        "cancel requested{who}; raising Killer::Cancelled in the job"
+    );
+}
+
+/// Raises again every `grace` while the job is still running: it may
+/// rescue Exception, or sit in native code that holds the GVL.
+async fn insist(shared: Arc<Shared>, token: u64, jid: String, why: StopReason) {
+    let exception = match why {
+        StopReason::Cancel => "Killer::Cancelled",
+        StopReason::Timeout => "Killer::Timeout",
+    };
+    let grace = shared.settings.grace;
+    let first = Instant::now();
+    let mut escalated = false;
+    for attempt in 2.. {
+        sleep(grace).await;
+        if !shared.registry().is_running(token) {
+            return;
+        }
+        if let Some(limit) = shared
+            .settings
+            .hard_timeout
+            .filter(|l| !escalated && first.elapsed() >= *l)
+        {
+            escalated = true;
+            let reason = format!(
+                "job {jid} ignored {exception} for {:.0}s (hard_timeout)",
+                limit.as_secs_f64()
+            );
+            match shared.memory() {
+                Some(watch) => {
+                    error!(jid = %jid, event = "cancel.escalated", "{reason}; recycling the process");
+                    watch.force(reason);
+                }
+                None => {
+                    error!(jid = %jid, event = "cancel.escalated", "{reason}; add Killer::MemoryMiddleware so Killer can recycle the process")
+                }
+            }
+        }
+        let _ = shared.events.send(Event::Cancel {
+            token,
+            jid: jid.clone(),
+            attempt,
+            why,
+        });
+        warn!(jid = %jid, event = "cancel.ignored", attempt, "job still running {:.1}s after {exception} (rescued Exception? native code holding the GVL?); raising again", grace.as_secs_f64());
+    }
+}
