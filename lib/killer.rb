@@ -57,8 +57,8 @@ module Killer
     def cancel(jid, wait: nil, by: nil, reason: nil)
       jid = Validation.jid!(jid)
       wait = Validation.seconds!("wait", wait, min: 0, max: 86_400, allow_nil: true)
-      by = Validation.text!("by", by || Validation.default_requester, max: 200)
-      reason = Validation.text!("reason", reason || "", max: 1000)
+      by = Validation.text!("by", by || Validation.default_requester, max: Native::MAX_BY_BYTES)
+      reason = Validation.text!("reason", reason || "", max: Native::MAX_REASON_BYTES)
       _, refused, dropped = configuration.client.cancel(jid, by, reason)
       configuration.publish_refused(refused) if refused
       configuration.cancels_dropped(dropped) if dropped.positive?
@@ -106,11 +106,11 @@ module Killer
     def exclusive(name, ttl: 15, wait: false, on_lost: :raise, &block)
       raise ArgumentError, "Killer.exclusive needs a block" unless block
       unless name.is_a?(String) && !name.empty?
-        raise ArgumentError, "lease name must be a String of 1 to 200 bytes, got #{name.inspect}"
+        raise ArgumentError, "lease name must be a String of 1 to #{Native::MAX_LEASE_NAME_BYTES} bytes, got #{name.inspect}"
       end
 
-      name = Validation.text!("lease name", name, max: 200)
-      ttl = Validation.seconds!("ttl", ttl, min: 0.3, max: 86_400)
+      name = Validation.text!("lease name", name, max: Native::MAX_LEASE_NAME_BYTES)
+      ttl = Validation.seconds!("ttl", ttl, min: Native::MIN_LEASE_TTL, max: 86_400)
       unless [true, false].include?(wait) || (wait.is_a?(Numeric) && wait.real? && wait >= 0 && wait.to_f.finite?)
         raise ArgumentError, "wait must be true, false or a number of seconds, got #{wait.inspect}"
       end

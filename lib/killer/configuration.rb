@@ -13,12 +13,9 @@ module Killer
   # password).
   class Configuration
     DEFAULT_KEY_PREFIX = "killer:"
-    DEFAULT_POLL_INTERVAL = 1.0
-    DEFAULT_CANCEL_TTL = 86_400.0
-    DEFAULT_GRACE = 5.0
-    DEFAULT_NETWORK_TIMEOUT = 3.0
-    DEFAULT_HARD_TIMEOUT = 60.0
-    DEFAULT_REPORT_INTERVAL = 5.0
+    # Settings in seconds; their defaults and ranges are the core's
+    # (Native::SECONDS), read by Validation.
+    SECONDS = %w[poll_interval cancel_ttl grace network_timeout hard_timeout report_interval default_timeout].freeze
 
     # Prefix of every Redis key and channel the gem uses. Default "killer:".
     attr_reader :key_prefix
@@ -60,13 +57,7 @@ module Killer
     def initialize
       @redis = nil
       @key_prefix = DEFAULT_KEY_PREFIX
-      @poll_interval = DEFAULT_POLL_INTERVAL
-      @cancel_ttl = DEFAULT_CANCEL_TTL
-      @grace = DEFAULT_GRACE
-      @network_timeout = DEFAULT_NETWORK_TIMEOUT
-      @hard_timeout = DEFAULT_HARD_TIMEOUT
-      @report_interval = DEFAULT_REPORT_INTERVAL
-      @default_timeout = nil
+      SECONDS.each { |name| instance_variable_set("@#{name}", Validation.default(name)) }
       @on_timeout = :retry
       @exit_with_parent = false
       @memory_options = {}
@@ -113,37 +104,37 @@ module Killer
 
     # Sets #poll_interval: 0.01 to 3600 seconds.
     def poll_interval=(seconds)
-      reset { @poll_interval = Validation.seconds!("poll_interval", seconds, min: 0.01, max: 3600) }
+      reset { @poll_interval = Validation.setting!("poll_interval", seconds) }
     end
 
     # Sets #cancel_ttl: 1 second to 365 days.
     def cancel_ttl=(seconds)
-      reset { @cancel_ttl = Validation.seconds!("cancel_ttl", seconds, min: 1, max: 365 * 86_400) }
+      reset { @cancel_ttl = Validation.setting!("cancel_ttl", seconds) }
     end
 
     # Sets #grace: 0.01 to 86400 seconds.
     def grace=(seconds)
-      reset { @grace = Validation.seconds!("grace", seconds, min: 0.01, max: 86_400) }
+      reset { @grace = Validation.setting!("grace", seconds) }
     end
 
     # Sets #network_timeout: 0.01 to 600 seconds.
     def network_timeout=(seconds)
-      reset { @network_timeout = Validation.seconds!("network_timeout", seconds, min: 0.01, max: 600) }
+      reset { @network_timeout = Validation.setting!("network_timeout", seconds) }
     end
 
     # Sets #hard_timeout: 1 to 86400 seconds, or nil (never).
     def hard_timeout=(seconds)
-      reset { @hard_timeout = Validation.seconds!("hard_timeout", seconds, min: 1, max: 86_400, allow_nil: true) }
+      reset { @hard_timeout = Validation.setting!("hard_timeout", seconds) }
     end
 
     # Sets #report_interval: 0.1 to 3600 seconds.
     def report_interval=(seconds)
-      reset { @report_interval = Validation.seconds!("report_interval", seconds, min: 0.1, max: 3600) }
+      reset { @report_interval = Validation.setting!("report_interval", seconds) }
     end
 
     # Sets #default_timeout: 0.001 seconds to 7 days, or nil (no deadline).
     def default_timeout=(seconds)
-      reset { @default_timeout = Validation.seconds!("default_timeout", seconds, min: 0.001, max: 604_800, allow_nil: true) }
+      reset { @default_timeout = Validation.setting!("default_timeout", seconds) }
     end
 
     # Sets #exit_with_parent: true or false.

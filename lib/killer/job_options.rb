@@ -20,7 +20,7 @@ module Killer
 
       timeout = fetch(raw, "timeout") { config.default_timeout }
       on_timeout = fetch(raw, "on_timeout") { config.on_timeout }
-      [Validation.seconds!("sidekiq_options killer: timeout", timeout, min: 0.001, max: 604_800, allow_nil: true),
+      [Validation.setting!("default_timeout", timeout, label: "sidekiq_options killer: timeout"),
        on_timeout!(on_timeout, "sidekiq_options killer: on_timeout")]
     end
 

@@ -67,6 +67,19 @@ module Killer
       "#{user}@#{Socket.gethostname}"
     end
 
+    # `value` of setting `name` as Float seconds within the range the core
+    # gives it (Native::SECONDS, or `as:` another setting's); else
+    # ArgumentError naming `label` (default: the setting) and the value.
+    def setting!(name, value, label: name, as: name)
+      _default, min, max, optional = Native::SECONDS.fetch(as)
+      seconds!(label, value, min: min, max: max, allow_nil: optional)
+    end
+
+    # A setting's default, as the core defines it (seconds, or nil).
+    def default(name)
+      Native::SECONDS.fetch(name).first
+    end
+
     # `value` as Float seconds within min..max; else ArgumentError naming
     # `name` and the value.
     def seconds!(name, value, min:, max:, allow_nil: false)

@@ -43,15 +43,19 @@ impl Leases {
     }
 }
 
+/// The shortest lease: renewed every ttl/3, it must outlast a round trip.
+pub const MIN_LEASE_TTL: Duration = Duration::from_millis(300);
+
 pub fn validate_lease(name: &str, ttl: Duration) -> Result<()> {
     if name.is_empty() || name.len() > MAX_LEASE_NAME_BYTES {
         return Err(Error::InvalidArgument(format!(
             "a lease name must be 1 to {MAX_LEASE_NAME_BYTES} bytes, got {name:?}"
         )));
     }
-    if ttl < Duration::from_millis(300) {
+    if ttl < MIN_LEASE_TTL {
         return Err(Error::InvalidArgument(format!(
-            "ttl must be at least 0.3 seconds, got {}",
+            "ttl must be at least {} seconds, got {}",
+            MIN_LEASE_TTL.as_secs_f64(),
             ttl.as_secs_f64()
         )));
     }

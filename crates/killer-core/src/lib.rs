@@ -36,7 +36,7 @@ pub use client::{Client, Delivery, Overview, Recorded, MAX_OVERVIEW_LIMIT};
 pub use error::{Error, Result};
 pub use event::{Event, LogLevel, StopReason};
 pub use fork::Origin;
-pub use lease::{validate_lease, MAX_LEASE_NAME_BYTES};
+pub use lease::{validate_lease, MAX_LEASE_NAME_BYTES, MIN_LEASE_TTL};
 pub use memory::{cgroup_limit, MemoryReader, MemorySource};
 pub use memory_watch::{Grower, MemorySettings, MemoryStatus, MemoryWatch};
 pub use recycle::{Action, Input, Limits, Permit, Phase, Recycler, Step};
@@ -47,6 +47,6 @@ pub use schema::{
     validate_jid, JobStatus, Keys, HISTORY_CAP, MAX_BY_BYTES, MAX_CANCELS, MAX_JID_BYTES,
     MAX_REASON_BYTES, RECYCLES_CAP, RECYCLES_TTL, SCHEMA_VERSION, SIDEKIQ_PROCESSES,
 };
-pub use settings::Settings;
+pub use settings::{Seconds, Settings, SECONDS};
 pub use tasks::sampler::request_restart_slot;
 pub use watcher::Watcher;

@@ -4,9 +4,63 @@ use crate::error::{Error, Result};
 use crate::redis_config::RedisConfig;
 use crate::schema::Keys;
 
-/// Everything the watcher and the client need, validated once. The Ruby
-/// `Killer::Configuration` validates too (so errors name the Ruby option);
-/// this is the last line for anyone calling the core directly.
+/// A setting measured in seconds, as `Killer.configure` and the job
+/// options take it: its default and its range. The one place they are
+/// written: Ruby reads this table (`Killer::Native::SECONDS`) to set its
+/// defaults and to refuse a value, naming the option in its own words.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Seconds {
+    pub name: &'static str,
+    /// None: no default (off).
+    pub default: Option<f64>,
+    pub min: f64,
+    pub max: f64,
+    /// nil is a valid value (turns it off).
+    pub optional: bool,
+}
+
+const fn secs(
+    name: &'static str,
+    default: Option<f64>,
+    min: f64,
+    max: f64,
+    optional: bool,
+) -> Seconds {
+    Seconds {
+        name,
+        default,
+        min,
+        max,
+        optional,
+    }
+}
+
+/// Every setting in seconds, with its default and range.
+pub const SECONDS: [Seconds; 7] = [
+    secs("poll_interval", Some(1.0), 0.01, 3600.0, false),
+    secs("cancel_ttl", Some(86_400.0), 1.0, 365.0 * 86_400.0, false),
+    secs("grace", Some(5.0), 0.01, 86_400.0, false),
+    secs("network_timeout", Some(3.0), 0.01, 600.0, false),
+    secs("hard_timeout", Some(60.0), 1.0, 86_400.0, true),
+    secs("report_interval", Some(5.0), 0.1, 3600.0, false),
+    // A job's deadline (`sidekiq_options killer: { timeout: }`), and its default.
+    secs("default_timeout", None, 0.001, 604_800.0, true),
+];
+
+fn seconds(name: &str) -> &'static Seconds {
+    SECONDS
+        .iter()
+        .find(|s| s.name == name)
+        .unwrap_or(&SECONDS[0])
+}
+
+fn default(name: &str) -> Duration {
+    Duration::from_secs_f64(seconds(name).default.unwrap_or(0.0))
+}
+
+/// Everything the watcher and the client need, validated once against
+/// [`SECONDS`] (Ruby checks the same table first, so its errors name the
+/// Ruby option; this is the last line for anyone calling the core directly).
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// Where Redis is and how to reach it (Sidekiq's, unless configured).
@@ -36,65 +90,48 @@ impl Settings {
         Settings {
             redis,
             key_prefix: key_prefix.to_owned(),
-            poll_interval: Duration::from_secs(1),
-            cancel_ttl: Duration::from_secs(24 * 3600),
-            grace: Duration::from_secs(5),
-            network_timeout: Duration::from_secs(3),
-            hard_timeout: None,
-            report_interval: Duration::from_secs(5),
+            poll_interval: default("poll_interval"),
+            cancel_ttl: default("cancel_ttl"),
+            grace: default("grace"),
+            network_timeout: default("network_timeout"),
+            hard_timeout: seconds("hard_timeout").default.map(Duration::from_secs_f64),
+            report_interval: default("report_interval"),
             hostname: String::new(),
         }
     }
 
     pub fn validate(&self) -> Result<Keys> {
         self.redis.connector()?;
-        check_range(
-            "poll_interval",
-            self.poll_interval,
-            Duration::from_millis(10),
-            Duration::from_secs(3600),
-        )?;
-        check_range(
-            "cancel_ttl",
-            self.cancel_ttl,
-            Duration::from_secs(1),
-            Duration::from_secs(365 * 86400),
-        )?;
-        check_range(
-            "grace",
-            self.grace,
-            Duration::from_millis(10),
-            Duration::from_secs(86400),
-        )?;
-        check_range(
-            "report_interval",
-            self.report_interval,
-            Duration::from_millis(100),
-            Duration::from_secs(3600),
-        )?;
+        check("poll_interval", Some(self.poll_interval))?;
+        check("cancel_ttl", Some(self.cancel_ttl))?;
+        check("grace", Some(self.grace))?;
+        check("network_timeout", Some(self.network_timeout))?;
+        check("hard_timeout", self.hard_timeout)?;
+        check("report_interval", Some(self.report_interval))?;
         if self.hostname.len() > 255 {
             return Err(Error::InvalidArgument(format!(
                 "hostname must be at most 255 bytes, got {} bytes",
                 self.hostname.len()
             )));
         }
-        check_range(
-            "network_timeout",
-            self.network_timeout,
-            Duration::from_millis(10),
-            Duration::from_secs(600),
-        )?;
         Keys::new(&self.key_prefix)
     }
 }
 
-fn check_range(name: &str, v: Duration, min: Duration, max: Duration) -> Result<()> {
-    if v < min || v > max {
+/// `value` of setting `name` within its range of [`SECONDS`].
+pub fn check(name: &str, value: Option<Duration>) -> Result<()> {
+    let bounds = seconds(name);
+    let Some(v) = value else {
+        if bounds.optional {
+            return Ok(());
+        }
+        return Err(Error::InvalidArgument(format!("{name} must be set")));
+    };
+    let v = v.as_secs_f64();
+    if v < bounds.min || v > bounds.max {
         return Err(Error::InvalidArgument(format!(
-            "{name} must be between {}s and {}s, got {}s",
-            min.as_secs_f64(),
-            max.as_secs_f64(),
-            v.as_secs_f64()
+            "{name} must be between {}s and {}s, got {v}s",
+            bounds.min, bounds.max
         )));
     }
     Ok(())
@@ -112,6 +149,17 @@ mod tests {
     fn defaults_are_valid() {
         let s = Settings::new(url("redis://127.0.0.1:6379/0"), "killer:");
         assert_eq!(s.validate().unwrap().channel(), "killer:v1:cancel");
+    }
+
+    #[test]
+    fn every_default_is_in_its_own_range() {
+        for s in SECONDS {
+            if let Some(d) = s.default {
+                assert!(d >= s.min && d <= s.max, "{}", s.name);
+            }
+        }
+        let s = Settings::new(url("redis://h/0"), "k:");
+        assert_eq!(s.hard_timeout, Some(Duration::from_secs(60)));
     }
 
     #[test]

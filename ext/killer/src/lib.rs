@@ -2,7 +2,7 @@
 //! mapping. Decisions live in `killer-core`; Ruby conveniences in `lib/`.
 //! Threading model: see README.md beside this file.
 
-use magnus::{prelude::*, Error, Ruby};
+use magnus::{prelude::*, Error, IntoValue, Ruby};
 
 mod client;
 mod errors;
@@ -12,6 +12,24 @@ mod nogvl;
 mod settings;
 mod watcher;
 
+/// `{ "poll_interval" => [default or nil, min, max, nil allowed], ... }`,
+/// frozen: each setting in seconds as the core defines it.
+fn seconds_table(ruby: &Ruby) -> Result<magnus::RHash, Error> {
+    let table = ruby.hash_new();
+    for s in killer_core::SECONDS {
+        let entry = ruby.ary_new_from_values(&[
+            s.default.into_value_with(ruby),
+            s.min.into_value_with(ruby),
+            s.max.into_value_with(ruby),
+            s.optional.into_value_with(ruby),
+        ]);
+        entry.freeze();
+        table.aset(s.name, entry)?;
+    }
+    table.freeze();
+    Ok(table)
+}
+
 #[magnus::init(name = "killer")]
 fn init(ruby: &Ruby) -> Result<(), Error> {
     errors::init(ruby)?;
@@ -20,6 +38,11 @@ fn init(ruby: &Ruby) -> Result<(), Error> {
     native.const_set("SCHEMA_VERSION", killer_core::SCHEMA_VERSION)?;
     native.const_set("MAX_JID_BYTES", killer_core::MAX_JID_BYTES)?;
     native.const_set("MAX_CANCELS", killer_core::MAX_CANCELS)?;
+    native.const_set("MAX_BY_BYTES", killer_core::MAX_BY_BYTES)?;
+    native.const_set("MAX_REASON_BYTES", killer_core::MAX_REASON_BYTES)?;
+    native.const_set("MAX_LEASE_NAME_BYTES", killer_core::MAX_LEASE_NAME_BYTES)?;
+    native.const_set("MIN_LEASE_TTL", killer_core::MIN_LEASE_TTL.as_secs_f64())?;
+    native.const_set("SECONDS", seconds_table(ruby)?)?;
     // The container's memory limit (cgroup v2), for max_memory_percent.
     native.define_module_function(
         "cgroup_memory_limit",
