@@ -20,10 +20,21 @@ RSpec.configure do |config|
   config.order = :defined
   config.include SpecHelpers
 
+  # spec/unit needs no Redis and runs without one: a unit spec that
+  # reached for Redis would find nothing at REDIS_URL. spec/integration
+  # talks to real Redis (in_process/: from this process; the rest: real
+  # `sidekiq` processes too).
+  config.define_derived_metadata(file_path: %r{/spec/unit/}) { |meta| meta[:unit] = true }
+  needs_redis = -> { RSpec.world.example_groups.any? { |g| !g.metadata[:unit] } }
+
   # One throwaway redis-server for the whole run, killed by pid at the end.
   config.before(:suite) do
-    TestRedis.start
-    ENV["REDIS_URL"] = TestRedis.url
+    if needs_redis.()
+      TestRedis.start
+      ENV["REDIS_URL"] = TestRedis.url
+    else
+      ENV["REDIS_URL"] = "redis://127.0.0.1:#{FreePort.pick}/0" # nothing there
+    end
   end
   config.after(:suite) { TestRedis.stop }
   spec_log = Logger.new(File.expand_path("../tmp/spec.log", __dir__).tap { |f| FileUtils.mkdir_p(File.dirname(f)) })
@@ -32,6 +43,8 @@ RSpec.configure do |config|
   config.before do |example|
     spec_log.info("--- #{example.full_description}")
     Killer.configuration.logger = spec_log
+    next if example.metadata[:unit]
+
     TestRedis.flush unless example.metadata[:keep_redis]
     ENV["REDIS_URL"] = TestRedis.url
   end

@@ -32,7 +32,8 @@ module Killer
       raise ArgumentError, "#{name} must be :retry or :discard, got #{value.inspect}"
     end
 
-    # A job's `killer:` options, validated once per distinct Hash.
+    # `raw[key]` under a String or Symbol key (a job's JSON, or
+    # sidekiq_options as written), else the block's default.
     def fetch(raw, key)
       return raw[key] if raw.key?(key)
       return raw[key.to_sym] if raw.key?(key.to_sym)

@@ -7,19 +7,6 @@ require "killer/web"
 # 8.1.7); the signatures no leg runs (7.3.7/8.0.0's `configure { register }`
 # among them) are stand-ins with exactly those signatures.
 RSpec.describe Killer::Web do
-  it "registers the tab in this Sidekiq, whose Web app then serves its page" do
-    require "rack/mock"
-    require "rack/session/cookie"
-    expect(Sidekiq::Web.tabs).to include("Killer" => "killer")
-    app = Rack::Builder.new do
-      use Rack::Session::Cookie, secret: SecureRandom.hex(64)
-      run Sidekiq::Web
-    end
-    res = Rack::MockRequest.new(app).get("/killer")
-    expect(res.status).to eq(200)
-    expect(res.body).to include(%(id="killer-title"), "Running cancellable jobs")
-  end
-
   it "uses 7.3's register(klass, name:, tab:, index:)" do
     web = Class.new do
       def self.tabs = (@tabs ||= {})

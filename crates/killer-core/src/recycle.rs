@@ -23,8 +23,9 @@ pub struct Limits {
     pub min_uptime: Duration,
     /// Longest wait for busy jobs after quieting, before TERM.
     pub drain_timeout: Duration,
-    /// After TERM, before SIGKILL; the runtime makes it at least Sidekiq's
-    /// own shutdown timeout + 5 s so Sidekiq can push unfinished jobs back.
+    /// After TERM, before SIGKILL; Killer::MemoryOptions makes it at least
+    /// Sidekiq's own shutdown timeout + 5 s so Sidekiq can push unfinished
+    /// jobs back.
     pub kill_after: Duration,
     pub gc_before_restart: bool,
     /// How soon a refused or unknown permit is asked for again.

@@ -62,7 +62,7 @@ RSpec.describe "the per-process runtime" do
 
   it "lets a process exit promptly while the dispatcher waits" do
     script = <<~RUBY
-      $LOAD_PATH.unshift(#{File.expand_path("../../lib", __dir__).inspect})
+      $LOAD_PATH.unshift(#{File.expand_path("../../../lib", __dir__).inspect})
       require "killer"
       Killer.configure { |c| c.logger = Logger.new(File::NULL) }
       Sidekiq.logger.level = Logger::WARN
