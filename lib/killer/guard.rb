@@ -21,9 +21,9 @@ module Killer
       # An anonymous class has no name; its inspect still tells a reader what it was.
       name = class_name.to_s
       if frame
-        return nil unless runtime.arm(frame, ids, timeout)
+        return runtime.body(frame, name, on_timeout, &block) if frame.cancellable
 
-        return runtime.body(frame, name, on_timeout, &block)
+        return runtime.armed(frame, ids, timeout) { runtime.body(frame, name, on_timeout, &block) }
       end
       runtime.run_job(ids, name, true, timeout) { |f| runtime.body(f, name, on_timeout, &block) }
     end
@@ -32,7 +32,10 @@ module Killer
     # for ActiveJob (run through Sidekiq's JobWrapper) its job_id and
     # provider_job_id.
     def ids_of(job)
-      ids = [job["jid"]]
+      jid = job["jid"]
+      return [jid] if !job["wrapped"] && jid.is_a?(String) && !jid.empty? # most jobs
+
+      ids = [jid]
       first = job["args"].is_a?(Array) ? job["args"].first : nil
       ids << first["job_id"] << first["provider_job_id"] if job["wrapped"] && first.is_a?(Hash)
       ids.compact.map(&:to_s).reject(&:empty?).uniq

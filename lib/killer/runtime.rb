@@ -101,44 +101,54 @@ module Killer
     # instant is drained. Returns the block's value, or nil if a cancel
     # recorded before the job started skipped it (Sidekiq then acknowledges
     # it: no retry, no Dead set).
-    def run_job(ids, class_name, cancellable, timeout)
+    def run_job(ids, class_name, cancellable, timeout, &block)
+      return measure(ids, class_name, &block) unless cancellable
+
       Thread.handle_interrupt(DEFER_STOPS) do
-        started = begin
-          @native.job_started(ids, class_name, cancellable, timeout)
-        rescue ForkError
-          # A runtime left over from before fork: a new one, in this child.
-          return Killer.start.run_job(ids, class_name, cancellable, timeout) { |frame| yield frame }
-        end
+        started = start(ids, class_name, true, timeout) { return Killer.start.run_job(ids, class_name, true, timeout, &block) }
         return nil if started.is_a?(String) # cancelled before it started
 
-        frame = Frame.new(started, cancellable, false, nil)
-        @jobs.register(started, Thread.current)
+        frame = Frame.new(started, true, false, nil)
         Thread.current[:killer_job] = frame
         begin
-          yield frame
+          registered(frame) { yield frame }
         ensure
-          @jobs.unregister(started)
           Thread.current[:killer_job] = nil
-          # A deadline that fired as the body returned changes nothing: it finished.
-          late = drain_pending(started)
-          frame.stopped ||= late unless late.is_a?(Timeout)
-          @native.job_finished(started, frame.stopped == :skipped || frame.stopped.instance_of?(Cancelled))
+          @native.job_finished(started, frame.stopped.instance_of?(Cancelled))
         end
       end
     end
 
-    # An inner wrapper makes the job of `frame` cancellable, which the
-    # outer one could not know (an ActiveJob class inside Sidekiq's
-    # JobWrapper). False if a cancel recorded before its body started
-    # skips it.
-    def arm(frame, ids, timeout)
-      return true if frame.cancellable
-
-      if @native.arm(frame.token, ids, timeout).is_a?(String)
-        frame.stopped = :skipped # reported as cancelled when the job ends
-        return false
+    # An inner wrapper makes the job of `frame`, registered only to be
+    # measured, cancellable: the outer wrapper could not know (an ActiveJob
+    # class inside Sidekiq's JobWrapper). From here to the block's end the
+    # job's thread is in the table, stops deferred outside its body, as in
+    # #run_job. nil, without running the block, if a cancel recorded before
+    # the body started skips it.
+    def armed(frame, ids, timeout)
+      Thread.handle_interrupt(DEFER_STOPS) do
+        if @native.arm(frame.token, ids, timeout).is_a?(String)
+          frame.stopped = :skipped # reported as cancelled when the job ends
+          return nil
+        end
+        frame.cancellable = true
+        registered(frame) { yield }
       end
-      frame.cancellable = true
+    end
+
+    # A job a cancel may not stop (MemoryMiddleware's, for a class without
+    # Killer::Cancellable): registered and reported, nothing raised into it,
+    # so no thread table and no interrupt mask.
+    def measure(ids, class_name)
+      started = start(ids, class_name, false, nil) { return Killer.start.run_job(ids, class_name, false, nil) { |f| yield f } }
+      frame = Frame.new(started, false, false, nil)
+      Thread.current[:killer_job] = frame
+      begin
+        yield frame
+      ensure
+        Thread.current[:killer_job] = nil
+        @native.job_finished(started, frame.stopped == :skipped)
+      end
     end
 
     # Runs a cancellable job's body: stops land here and nowhere else. A
@@ -191,6 +201,27 @@ module Killer
     end
 
     private
+
+    # The core's answer to a job starting (a token, or the id of a cancel
+    # recorded before it); in a forked child, whose runtime is the
+    # parent's, the block's (a new runtime's).
+    def start(ids, class_name, cancellable, timeout)
+      @native.job_started(ids, class_name, cancellable, timeout)
+    rescue ForkError
+      yield
+    end
+
+    # Runs the block with the job's thread in the table; after it, no raise
+    # can reach the thread, and one queued at that instant is drained.
+    def registered(frame)
+      @jobs.register(frame.token, Thread.current)
+      yield
+    ensure
+      @jobs.unregister(frame.token)
+      # A deadline that fired as the body returned changes nothing: it finished.
+      late = drain_pending(frame.token)
+      frame.stopped ||= late unless late.is_a?(Timeout)
+    end
 
     # The drained Cancelled (or Timeout) meant for this job, if any.
     def drain_pending(token)

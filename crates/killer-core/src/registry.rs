@@ -133,8 +133,11 @@ impl Registry {
         }
         self.next_token += 1;
         let token = self.next_token;
-        for id in &job.ids {
-            self.by_id.insert(id.clone(), token);
+        // Only a job a cancel may reach is looked up by id.
+        if job.cancellable {
+            for id in &job.ids {
+                self.by_id.insert(id.clone(), token);
+            }
         }
         let cancellable = job.cancellable;
         self.jobs.insert(
@@ -170,9 +173,11 @@ impl Registry {
         job.deadline = timeout.map(|t| now + t);
         for id in ids {
             if !job.ids.contains(&id) {
-                self.by_id.insert(id.clone(), token);
                 job.ids.push(id);
             }
+        }
+        for id in &job.ids {
+            self.by_id.insert(id.clone(), token);
         }
         Some(Started::Run(token))
     }
@@ -205,6 +210,14 @@ impl Registry {
     /// Ends a job. Returns `None` for an unknown token (already ended).
     pub fn finish(&mut self, token: u64, now: Instant) -> Option<Ended> {
         let job = self.jobs.remove(&token)?;
+        if !job.cancellable {
+            return Some(Ended {
+                requested: Vec::new(),
+                memory_start: job.memory_start,
+                class: job.class,
+                jid: job.ids.into_iter().next().unwrap_or_default(),
+            });
+        }
         if job.stop.is_none() {
             for id in &job.ids {
                 self.recent.push_back((id.clone(), now));
