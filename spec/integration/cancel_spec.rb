@@ -26,9 +26,7 @@ RSpec.describe "cancelling jobs in a real Sidekiq process" do
     jid = SleepyJob.perform_async(60)
     wait_started(jid)
     expect(Killer.cancel(jid, wait: 5, by: "alice", reason: "stuck export")).to eq(:cancelled)
-    wait_for(5, "the log line") { @sidekiq.log.include?("cancel requested by alice (stuck export)") }
-    expect(log_lines(@sidekiq.log, /killer: cancel requested by alice \(stuck export\); raising Killer::Cancelled/, level: "INFO", jid: jid))
-      .not_to be_empty
+    await_log_lines(@sidekiq, /killer: cancel requested by alice \(stuck export\); raising Killer::Cancelled/, level: "INFO", jid: jid)
     expect(Killer.status(jid, verbose: true))
       .to include(state: :cancelled, by: "alice", reason: "stuck export", cancelled_at: kind_of(Time))
   end
@@ -38,7 +36,7 @@ RSpec.describe "cancelling jobs in a real Sidekiq process" do
     expect(Killer.cancel(jid)).to be(true)
     wait_for(15, "the scheduled job to be skipped") { Killer.status(jid) == :cancelled }
     expect(started?(jid)).to be(false)
-    expect(@sidekiq.log).to match(/jid=#{jid}.*cancelled before it started/)
+    await_log_lines(@sidekiq, /cancelled before it started/, jid: jid)
     expect(sidekiq_stats).to include(failed: 0, retries: 0, dead: 0)
   end
 
@@ -63,7 +61,7 @@ RSpec.describe "cancelling jobs in a real Sidekiq process" do
     wait_started(jid)
     expect(Killer.cancel(jid, wait: 8)).to eq(:cancelled)
     expect(events).to include("ignored-Killer::Cancelled:#{jid}")
-    expect(log_lines(@sidekiq.log, /killer: job still running .* raising again/, level: "WARN", jid: jid)).not_to be_empty
+    await_log_lines(@sidekiq, /killer: job still running .* raising again/, level: "WARN", jid: jid)
   end
 
   it "acknowledges a cancelled job: not retried, not dead, not failed, still processed" do
@@ -88,8 +86,7 @@ RSpec.describe "cancelling jobs in a real Sidekiq process" do
     jid = SleepyJob.perform_async(60)
     wait_started(jid)
     Killer.cancel(jid, wait: 5)
-    expect(log_lines(@sidekiq.log, /killer: job stopped by Killer::Cancelled event=cancel.done class=SleepyJob/, level: "INFO", jid: jid))
-      .not_to be_empty
+    await_log_lines(@sidekiq, /killer: job stopped by Killer::Cancelled event=cancel.done class=SleepyJob/, level: "INFO", jid: jid)
   end
 end
 

@@ -102,7 +102,7 @@ RSpec.describe "The Killer tab in Sidekiq::Web", keep_redis: true do
     wait_for(5, "the job's ensure") { redis.hexists("test:stopped_at", jid) }
     expect(redis.lrange("test:events", 0, -1)).not_to include("finished:#{jid}")
     expect(Sidekiq::RetrySet.new.size + Sidekiq::DeadSet.new.size).to eq(0)
-    expect(log_lines(@sidekiq.log, /cancel requested by alice \(stuck export\)/, jid: jid)).not_to be_empty
+    await_log_lines(@sidekiq, /cancel requested by alice \(stuck export\)/, jid: jid)
     expect(@sidekiq).to be_alive
     expect(redis.hexists("test:stopped_at", bystander)).to be(false)
     expect(rows(page, "killer-running").map { |cells| cells[3] }).to eq([bystander])

@@ -62,6 +62,15 @@ module SpecHelpers
     end
   end
 
+  # The core's log lines reach Sidekiq's logger through a dispatcher thread,
+  # after the status the test has just seen: await them, never read once.
+  def await_log_lines(process, pattern, level: nil, jid: nil, seconds: 10)
+    wait_for(seconds, "a log line matching #{pattern.inspect}") do
+      lines = log_lines(process.log, pattern, level: level, jid: jid)
+      lines unless lines.empty?
+    end
+  end
+
   def sidekiq_stats
     s = Sidekiq::Stats.new
     { processed: s.processed, failed: s.failed, retries: s.retry_size, dead: s.dead_size }
