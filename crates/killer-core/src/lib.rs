@@ -30,6 +30,7 @@ mod settings;
 mod shared;
 mod stop;
 mod tasks;
+mod tls;
 mod watcher;
 
 pub use client::{Client, Delivery, Overview, Recorded, MAX_OVERVIEW_LIMIT};

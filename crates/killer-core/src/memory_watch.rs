@@ -119,14 +119,18 @@ impl MemoryWatch {
 
     /// A measured job ended: keeps the biggest growers; wakes the sampler
     /// at once when over the limit instead of waiting for its next tick.
-    pub fn job_ended(&self, class: String, jid: String, start: u64) {
+    pub fn job_ended(&self, class: &str, jid: &str, start: u64) {
         let Some(now) = self.reading() else {
             return;
         };
         let grew = now as i64 - start as i64;
         let mut s = self.state();
         if grew > 0 && (s.top.len() < TOP_GROWERS || s.top.last().is_some_and(|g| g.grew < grew)) {
-            s.top.push(Grower { class, jid, grew });
+            s.top.push(Grower {
+                class: class.to_owned(),
+                jid: jid.to_owned(),
+                grew,
+            });
             s.top.sort_by_key(|g| std::cmp::Reverse(g.grew));
             s.top.truncate(TOP_GROWERS);
         }

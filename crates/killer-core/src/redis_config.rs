@@ -11,12 +11,11 @@ use std::fmt;
 use std::path::PathBuf;
 
 use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
-use redis::{
-    ClientTlsConfig, ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo, TlsCertificates,
-    TlsMode,
-};
+use redis::{ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo, TlsMode};
 
 use crate::error::{Error, Result};
+use crate::tls::Certificates;
+pub use crate::tls::Tls;
 
 /// What replaces a secret in every text Killer produces.
 pub const REDACTED: &str = "REDACTED";
@@ -55,21 +54,6 @@ pub struct Sentinels {
     pub password: Option<String>,
     /// Talk TLS to the sentinels too (with the same `Tls` settings).
     pub tls: bool,
-}
-
-/// `ssl_params` as Sidekiq takes them.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct Tls {
-    /// PEM file of the CA(s) to trust instead of the system's roots.
-    pub ca_file: Option<PathBuf>,
-    /// Directory of PEM files of CAs to trust instead of the system's roots.
-    pub ca_path: Option<PathBuf>,
-    /// Client certificate (chain) and key, PEM, for servers that ask for one.
-    pub cert_pem: Option<String>,
-    pub key_pem: Option<String>,
-    /// false: `verify_mode: OpenSSL::SSL::VERIFY_NONE` (no certificate or
-    /// hostname check), as Heroku Redis documents.
-    pub verify: bool,
 }
 
 impl RedisConfig {
@@ -159,13 +143,9 @@ impl RedisConfig {
     pub(crate) fn connector(&self) -> Result<Connector> {
         self.check_shape()?;
         let certs = match &self.tls {
-            Some(tls) => Some(tls.certificates()?),
+            Some(tls) => tls.certificates()?,
             None => None,
         };
-        if certs.is_some() {
-            // One provider for rustls, whatever else the process has loaded.
-            let _ = rustls::crypto::ring::default_provider().install_default();
-        }
         let connector = match &self.server {
             Server::Sentinel(s) => Connector::Sentinel(tokio::sync::Mutex::new(
                 self.sentinel_client(s, certs.as_ref())
@@ -232,7 +212,7 @@ impl RedisConfig {
         info
     }
 
-    fn direct_client(&self, certs: Option<TlsCertificates>) -> redis::RedisResult<redis::Client> {
+    fn direct_client(&self, certs: Option<Certificates>) -> redis::RedisResult<redis::Client> {
         let addr = match (&self.server, &self.tls) {
             (Server::Tcp { host, port }, None) => ConnectionAddr::Tcp(host.clone(), *port),
             (Server::Tcp { host, port }, Some(tls)) => ConnectionAddr::TcpTls {
@@ -248,17 +228,15 @@ impl RedisConfig {
             .into_connection_info()?
             .set_redis_settings(self.node_settings());
         match certs {
-            Some(certs) if certs.root_cert.is_some() || certs.client_tls.is_some() => {
-                redis::Client::build_with_tls(info, certs)
-            }
-            _ => redis::Client::open(info),
+            Some(certs) => certs.client(info),
+            None => redis::Client::open(info),
         }
     }
 
     fn sentinel_client(
         &self,
         s: &Sentinels,
-        certs: Option<&TlsCertificates>,
+        certs: Option<&Certificates>,
     ) -> redis::RedisResult<SentinelClient> {
         let verify = self.tls.as_ref().is_none_or(|t| t.verify);
         let mode = if verify {
@@ -294,11 +272,8 @@ impl RedisConfig {
         }
         if self.tls.is_some() {
             b = b.set_client_to_redis_tls_mode(mode);
-            if let Some(c) = certs.filter(|c| c.root_cert.is_some() || c.client_tls.is_some()) {
-                b = b.set_client_to_redis_certificates(c.clone());
-                if s.tls {
-                    b = b.set_client_to_sentinel_certificates(c.clone());
-                }
+            if let Some(c) = certs {
+                b = c.apply(b, s.tls);
             }
             if s.tls {
                 b = b.set_client_to_sentinel_tls_mode(mode);
@@ -306,105 +281,6 @@ impl RedisConfig {
         }
         b.build()
     }
-}
-
-impl Tls {
-    /// The CA certificates and the client certificate, read and checked
-    /// now so that a wrong path is an error at boot, not at each connect.
-    fn certificates(&self) -> Result<TlsCertificates> {
-        let mut roots: Vec<u8> = Vec::new();
-        if let Some(file) = &self.ca_file {
-            roots.extend(read_pem(file, "ssl_params[:ca_file]")?);
-        }
-        if let Some(dir) = &self.ca_path {
-            roots.extend(read_pem_dir(dir)?);
-        }
-        let client_tls = match (&self.cert_pem, &self.key_pem) {
-            (Some(cert), Some(key)) => Some(ClientTlsConfig {
-                client_cert: cert.as_bytes().to_vec(),
-                client_key: key.as_bytes().to_vec(),
-            }),
-            (None, None) => None,
-            _ => return Err(Error::InvalidArgument(
-                "redis ssl_params needs both :cert and :key for a client certificate, or neither"
-                    .into(),
-            )),
-        };
-        let certs = TlsCertificates {
-            client_tls,
-            root_cert: (!roots.is_empty()).then_some(roots),
-        };
-        // Parsed here too, so a bad PEM names its option.
-        redis::Client::build_with_tls(
-            ConnectionAddr::TcpTls {
-                host: "localhost".into(),
-                port: 6379,
-                insecure: false,
-                tls_params: None,
-            },
-            certs.clone(),
-        )
-        .map_err(|e| {
-            Error::InvalidArgument(format!(
-                "redis ssl_params are not usable: {}",
-                redact_text(
-                    &e.to_string(),
-                    &self.key_pem.iter().cloned().collect::<Vec<_>>()
-                )
-            ))
-        })?;
-        Ok(certs)
-    }
-}
-
-fn read_pem(file: &PathBuf, option: &str) -> Result<Vec<u8>> {
-    let bytes = std::fs::read(file).map_err(|e| {
-        Error::InvalidArgument(format!(
-            "redis {option} {} cannot be read: {e}",
-            file.display()
-        ))
-    })?;
-    if !String::from_utf8_lossy(&bytes).contains("-----BEGIN CERTIFICATE-----") {
-        return Err(Error::InvalidArgument(format!(
-            "redis {option} {} holds no PEM certificate",
-            file.display()
-        )));
-    }
-    let mut bytes = bytes;
-    bytes.push(b'\n');
-    Ok(bytes)
-}
-
-/// Every PEM certificate in the directory (as OpenSSL's `ca_path` would
-/// trust them), in name order.
-fn read_pem_dir(dir: &PathBuf) -> Result<Vec<u8>> {
-    let entries = std::fs::read_dir(dir).map_err(|e| {
-        Error::InvalidArgument(format!(
-            "redis ssl_params[:ca_path] {} cannot be read: {e}",
-            dir.display()
-        ))
-    })?;
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file())
-        .collect();
-    files.sort();
-    let mut out = Vec::new();
-    for f in files {
-        if let Ok(bytes) = std::fs::read(&f) {
-            if String::from_utf8_lossy(&bytes).contains("-----BEGIN CERTIFICATE-----") {
-                out.extend(bytes);
-                out.push(b'\n');
-            }
-        }
-    }
-    if out.is_empty() {
-        return Err(Error::InvalidArgument(format!(
-            "redis ssl_params[:ca_path] {} holds no PEM certificate",
-            dir.display()
-        )));
-    }
-    Ok(out)
 }
 
 /// How Killer reaches Redis: a fixed client, or the sentinels to ask for
@@ -543,7 +419,7 @@ fn url_secrets(url: &str) -> Vec<String> {
 
 /// `text` with each secret (as typed, percent-decoded and percent-encoded)
 /// replaced by `REDACTED`.
-fn redact_text(text: &str, secrets: &[String]) -> String {
+pub(crate) fn redact_text(text: &str, secrets: &[String]) -> String {
     let mut out = text.to_owned();
     for secret in secrets.iter().filter(|s| !s.is_empty()) {
         for form in [

@@ -102,6 +102,8 @@ pub struct Ended {
     pub requested: Vec<String>,
     /// The memory reading at its start, when memory is watched.
     pub memory_start: Option<u64>,
+    /// It had a deadline (so a timer to abort).
+    pub timed: bool,
 }
 
 #[derive(Debug, Default)]
@@ -214,6 +216,7 @@ impl Registry {
             return Some(Ended {
                 requested: Vec::new(),
                 memory_start: job.memory_start,
+                timed: false,
                 class: job.class,
                 jid: job.ids.into_iter().next().unwrap_or_default(),
             });
@@ -250,6 +253,7 @@ impl Registry {
             class: job.class,
             requested,
             memory_start: job.memory_start,
+            timed: job.deadline.is_some(),
         })
     }
 

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use crossbeam_channel::Sender;
@@ -32,7 +32,8 @@ pub(crate) struct Shared {
     pub(crate) link: Link,
     registry: Mutex<Registry>,
     pub(crate) events: Sender<Event>,
-    memory: Mutex<Option<Arc<MemoryWatch>>>,
+    /// Set once per process; read lock-free twice per job.
+    memory: OnceLock<Arc<MemoryWatch>>,
     /// Deadline timers of running jobs, aborted when the job ends so that
     /// long timeouts do not pile up sleeping tasks.
     timers: Mutex<HashMap<u64, AbortHandle>>,
@@ -62,7 +63,7 @@ impl Shared {
             link,
             registry: Mutex::new(Registry::default()),
             events,
-            memory: Mutex::new(None),
+            memory: OnceLock::new(),
             timers: Mutex::new(HashMap::new()),
             parent_watched: AtomicBool::new(false),
             cap_warned: AtomicBool::new(false),
@@ -73,12 +74,17 @@ impl Shared {
         }
     }
 
-    pub(crate) fn memory(&self) -> Option<Arc<MemoryWatch>> {
-        self.memory_slot().clone()
+    pub(crate) fn memory(&self) -> Option<&Arc<MemoryWatch>> {
+        self.memory.get()
     }
 
-    pub(crate) fn memory_slot(&self) -> MutexGuard<'_, Option<Arc<MemoryWatch>>> {
-        self.memory.lock().unwrap_or_else(|p| p.into_inner())
+    /// Sets the memory watch unless one is set; returns the one in place
+    /// and whether it is `watch`.
+    pub(crate) fn set_memory(&self, watch: Arc<MemoryWatch>) -> (Arc<MemoryWatch>, bool) {
+        match self.memory.set(watch.clone()) {
+            Ok(()) => (watch, true),
+            Err(_) => (self.memory.get().cloned().unwrap_or(watch), false),
+        }
     }
 
     pub(crate) fn registry(&self) -> MutexGuard<'_, Registry> {

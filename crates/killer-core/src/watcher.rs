@@ -95,16 +95,19 @@ impl Watcher {
     pub fn job_started(&self, job: JobStart) -> Result<Started> {
         self.check_fork()?;
         let memory_start = self.shared.memory().and_then(|w| w.reading());
-        let class = job.class.clone();
+        // Only a job a cancel may reach can be skipped or timed out.
+        let cancel_class = job.cancellable.then(|| job.class.clone());
+        let timed = job.cancellable && job.timeout.is_some();
         let now = Instant::now();
         let started = self.shared.registry().start(job, memory_start, now);
-        match &started {
-            Started::Cancelled(id) => {
+        match (&started, cancel_class) {
+            (Started::Cancelled(id), Some(class)) => {
                 info!(jid = %id, event = "cancel.before_start", class, "cancelled before it started; not running it");
                 self.shared
                     .write(vec![id.clone()], JobStatus::Cancelled, &class);
             }
-            Started::Run(token) => self.arm_deadline(*token, now),
+            (Started::Run(token), _) if timed => self.arm_deadline(*token, now),
+            _ => {}
         }
         Ok(started)
     }
@@ -144,14 +147,17 @@ impl Watcher {
     /// process by.
     pub fn job_finished(&self, token: u64, outcome: Outcome) -> Result<()> {
         self.check_fork()?;
-        if let Some(timer) = self.shared.timers().remove(&token) {
-            timer.abort();
-        }
         let Some(ended) = self.shared.registry().finish(token, Instant::now()) else {
             return Ok(());
         };
+        // A deadline firing in between finds no job and does nothing.
+        if ended.timed {
+            if let Some(timer) = self.shared.timers().remove(&token) {
+                timer.abort();
+            }
+        }
         if let (Some(start), Some(watch)) = (ended.memory_start, self.shared.memory()) {
-            watch.job_ended(ended.class.clone(), ended.jid.clone(), start);
+            watch.job_ended(&ended.class, &ended.jid, start);
         }
         match outcome {
             Outcome::Cancelled => {
@@ -188,12 +194,16 @@ impl Watcher {
     /// be read here.
     pub fn enable_memory(&self, settings: MemorySettings) -> Result<Arc<MemoryWatch>> {
         self.check_fork()?;
-        let mut slot = self.shared.memory_slot();
-        if let Some(watch) = slot.as_ref() {
+        if let Some(watch) = self.shared.memory() {
             return Ok(watch.clone());
         }
-        let watch = Arc::new(MemoryWatch::new(settings)?);
-        *slot = Some(watch.clone());
+        // Two first calls at once: both build a watch, one is kept.
+        let (watch, ours) = self
+            .shared
+            .set_memory(Arc::new(MemoryWatch::new(settings)?));
+        if !ours {
+            return Ok(watch);
+        }
         self.handle
             .spawn(tasks::sampler::sampler(self.shared.clone(), watch.clone()));
         info!(
@@ -277,7 +287,7 @@ impl Watcher {
         if let Some(watch) = self.shared.memory() {
             let shared = self.shared.clone();
             self.handle.block_on(async move {
-                tasks::sampler::release_slot(&shared, &watch).await;
+                tasks::sampler::release_slot(&shared, watch).await;
             });
         }
         self.stop.notify_one();
