@@ -22,6 +22,7 @@ mod link;
 mod memory;
 mod memory_watch;
 mod recycle;
+mod redact;
 mod redis_config;
 mod registry;
 mod report;

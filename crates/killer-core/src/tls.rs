@@ -3,6 +3,7 @@
 //! (CI type-checks the macOS code that way: ring's C does not
 //! cross-compile here), any TLS setting is an error saying so.
 
+use std::fmt;
 use std::path::PathBuf;
 
 use redis::sentinel::SentinelClientBuilder;
@@ -12,7 +13,8 @@ use redis::ConnectionInfo;
 
 use crate::error::{Error, Result};
 #[cfg(feature = "tls")]
-use crate::redis_config::redact_text;
+use crate::redact::redact_text;
+use crate::redact::REDACTED;
 
 /// `ssl_params` as Sidekiq takes them.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -27,6 +29,18 @@ pub struct Tls {
     /// false: `verify_mode: OpenSSL::SSL::VERIFY_NONE` (no certificate or
     /// hostname check), as Heroku Redis documents.
     pub verify: bool,
+}
+
+impl fmt::Debug for Tls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tls")
+            .field("ca_file", &self.ca_file)
+            .field("ca_path", &self.ca_path)
+            .field("cert", &self.cert_pem.is_some())
+            .field("key", &self.key_pem.as_ref().map(|_| REDACTED))
+            .field("verify", &self.verify)
+            .finish()
+    }
 }
 
 /// CA and client certificates read at boot, for the connections that
