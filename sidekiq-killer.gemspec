@@ -25,5 +25,5 @@ Gem::Specification.new do |spec|
   spec.executables = ["killer"]
   spec.extensions = ["ext/killer/extconf.rb"]
 
-  spec.add_dependency "sidekiq", ">= 6.4"
+  spec.add_dependency "sidekiq", ">= 6.4", "< 9"
 end

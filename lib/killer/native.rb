@@ -25,11 +25,44 @@ module Killer
   end
 end
 
-# The compiled core. In a checkout it is built by `rake compile` (bin/setup);
-# in an installed gem, by RubyGems through ext/killer/extconf.rb.
+# The compiled core. The precompiled gem (x86_64-linux) carries one per
+# Ruby it was built for, as lib/killer/<major.minor>/killer.so (rb-sys's
+# layout); the source gem builds one through ext/killer/extconf.rb, and a
+# checkout through `rake compile` (bin/setup), as lib/killer/killer.so.
+require "rbconfig"
+
+module Killer
+  module Native
+    # The Rubies a precompiled gem has a library for ([] in the source gem).
+    PRECOMPILED = Dir[File.join(__dir__, "[0-9]*.[0-9]*", "killer.#{RbConfig::CONFIG["DLEXT"]}")]
+                  .map { |f| File.basename(File.dirname(f)) }.sort.freeze
+
+    def self.load_library
+      ruby = RUBY_VERSION[/\A\d+\.\d+/]
+      return require("killer/killer") if PRECOMPILED.empty?
+
+      unless PRECOMPILED.include?(ruby)
+        raise LoadError, "this sidekiq-killer gem (#{RUBY_PLATFORM}, precompiled) has its native library for " \
+                         "Ruby #{PRECOMPILED.join(" and ")}, not Ruby #{ruby}; install the source gem instead " \
+                         "(it needs Rust's cargo): gem install sidekiq-killer --platform ruby"
+      end
+      begin
+        require "killer/#{ruby}/killer"
+      rescue LoadError => e
+        # A binary linked against a newer glibc than this machine's, say.
+        raise LoadError, "sidekiq-killer's precompiled native library does not load here (#{e.message}); " \
+                         "install the source gem instead (it needs Rust's cargo): " \
+                         "gem install sidekiq-killer --platform ruby"
+      end
+    end
+  end
+end
+
 begin
-  require "killer/killer"
+  Killer::Native.load_library
 rescue LoadError => e
+  raise if Killer::Native::PRECOMPILED.any?
+
   raise LoadError, "sidekiq-killer's native extension is not built (#{e.message}); " \
                    "run bin/setup (or `rake compile`) in the checkout, or reinstall the gem"
 end
