@@ -9,6 +9,7 @@ require_relative "killer/redis_options"
 require_relative "killer/sidekiq_redis"
 require_relative "killer/configuration"
 require_relative "killer/log"
+require_relative "killer/instrumentation"
 require_relative "killer/jobs"
 require_relative "killer/dispatcher"
 require_relative "killer/runtime"
@@ -62,6 +63,7 @@ module Killer
       _, refused, dropped = configuration.client.cancel(jid, by, reason)
       configuration.publish_refused(refused) if refused
       configuration.cancels_dropped(dropped) if dropped.positive?
+      Instrumentation.emit("cancel_requested", jid) { { jid: jid, by: by, reason: reason } }
       return true unless wait
 
       wait_for_end(jid, wait)
@@ -117,6 +119,24 @@ module Killer
       raise ArgumentError, "on_lost must be :raise or :exit, got #{on_lost.inspect}" unless %i[raise exit].include?(on_lost)
 
       start.exclusive(name, ttl, wait, on_lost, &block)
+    end
+
+    # Calls the block (or `callable`) with (name, payload) for each of
+    # Killer's events in this process — "cancel_requested",
+    # "cancel_delivered", "cancel_done", "timeout", "recycle",
+    # "lease_acquired", "lease_lost" — the same events
+    # ActiveSupport::Notifications gets as "<name>.killer" (payloads in the
+    # README). Returns the subscriber, for Killer.unsubscribe. A subscriber
+    # that raises is logged; it never breaks a job.
+    def subscribe(callable = nil, &block)
+      raise ArgumentError, "Killer.subscribe takes a block or a callable, not both" if callable && block
+
+      configuration.subscribe(callable || block)
+    end
+
+    # Removes a subscriber Killer.subscribe returned; true if it was one.
+    def unsubscribe(subscriber)
+      configuration.unsubscribe(subscriber)
     end
 
     # Inside a job: defers a cancel until the block ends, for work that must

@@ -63,6 +63,7 @@ module Killer
       @memory_options = {}
       @memory_options_by_identity = {}.compare_by_identity
       @logger = nil
+      @subscribers = [].freeze
       @client = nil
       @runtime = nil
       @lock = Mutex.new
@@ -152,6 +153,28 @@ module Killer
     # Where Killer logs: the logger set, else Sidekiq.logger.
     def logger
       @logger || ::Sidekiq.logger
+    end
+
+    # Killer.subscribe's callables, frozen: read without a lock, replaced
+    # whole on change.
+    attr_reader :subscribers
+
+    # Adds a subscriber (responds to call(name, payload)); returns it.
+    def subscribe(callable)
+      unless callable.respond_to?(:call)
+        raise ArgumentError, "Killer.subscribe needs a block or a callable, got #{callable.inspect}"
+      end
+
+      @lock.synchronize { @subscribers = [*@subscribers, callable].freeze }
+      callable
+    end
+
+    # Removes a subscriber Killer.subscribe returned; true if it was one.
+    def unsubscribe(callable)
+      @lock.synchronize do
+        kept = @subscribers.reject { |s| s.equal?(callable) }
+        (kept.size < @subscribers.size).tap { @subscribers = kept.freeze }
+      end
     end
 
     # MemoryMiddleware's options, validated once per distinct Hash.

@@ -55,6 +55,7 @@ module Killer
       when Native::LogLine then Log.write(@logger, event.level, event.jid, event.message)
       when :gc then collect
       when Native::Recycling then recycling(event)
+      when Native::RecycleStep then recycle_step(event)
       when Native::LeaseLost then lease_lost(event.id, event.name, event.reason)
       when :shutdown then :shutdown
       end
@@ -77,6 +78,14 @@ module Killer
       @on_recycle.call(reason: event.reason, rss_mb: (event.bytes / 1_048_576.0).round(1), jobs: jobs)
     end
 
+    def recycle_step(event)
+      Instrumentation.emit("recycle") do
+        mb = ->(b) { (b / 1_048_576.0).round(1) }
+        { state: event.state, reason: event.message, rss_mb: mb.(event.bytes), limit_mb: mb.(event.limit),
+          top_growers: event.top_growers.map { |g| { class: g.class_name, jid: g.jid, grew_mb: mb.(g.grew) } } }
+      end
+    end
+
     # The holder of lease `id` stops at once: LeaseLost in its thread, and
     # with on_lost: :exit, TERM to this process as well.
     def lease_lost(id, name, reason)
@@ -90,6 +99,7 @@ module Killer
         end
         holder.thread.raise(LeaseLost.new(name: name, reason: reason, id: id))
       end
+      Instrumentation.emit("lease_lost") { { name: name, reason: reason } }
     end
 
     # Raises into the job's thread under the lock its wrapper takes to
@@ -97,6 +107,12 @@ module Killer
     def deliver(event)
       klass = event.reason == :timeout ? Timeout : Cancelled
       @jobs.deliver(event.token, klass.new(jid: event.jid, attempt: event.attempt, token: event.token))
+      return unless event.reason == :cancel
+
+      Instrumentation.emit("cancel_delivered", event.jid) do
+        { jid: event.jid, class: event.class_name, attempt: event.attempt,
+          latency: Instrumentation.since(event.requested_at) }
+      end
     end
   end
 end

@@ -21,11 +21,11 @@ module Killer
       # An anonymous class has no name; its inspect still tells a reader what it was.
       name = class_name.to_s
       if frame
-        return runtime.body(frame, name, on_timeout, &block) if frame.cancellable
+        return runtime.body(frame, name, on_timeout, timeout, &block) if frame.cancellable
 
-        return runtime.armed(frame, ids, timeout) { runtime.body(frame, name, on_timeout, &block) }
+        return runtime.armed(frame, ids, timeout) { runtime.body(frame, name, on_timeout, timeout, &block) }
       end
-      runtime.run_job(ids, name, true, timeout) { |f| runtime.body(f, name, on_timeout, &block) }
+      runtime.run_job(ids, name, true, timeout) { |f| runtime.body(f, name, on_timeout, timeout, &block) }
     end
 
     # Every id Killer.cancel may name a Sidekiq job hash by: its jid, and

@@ -5,16 +5,22 @@ module Killer
   # Not a public API. These Structs are what the core hands to Ruby; they
   # are defined here, before the library loads, which looks them up once.
   module Native
-    # A raise for the dispatcher: into the thread running job `token`, for
-    # `jid` (the id the cancel named), the `attempt`-th time; `reason` is
-    # :cancel (Killer::Cancelled) or :timeout (Killer::Timeout).
-    Cancel = Struct.new(:token, :jid, :attempt, :reason)
+    # A raise for the dispatcher: into the thread running job `token` (of
+    # class `class_name`), for `jid` (the id the cancel named), the
+    # `attempt`-th time; `reason` is :cancel (Killer::Cancelled) or :timeout
+    # (Killer::Timeout); `requested_at` when the cancel was recorded (ms
+    # since the epoch; nil for a timeout).
+    Cancel = Struct.new(:token, :jid, :attempt, :reason, :class_name, :requested_at)
     # A line for Sidekiq's logger: `level` :debug/:info/:warn/:error, `jid` or nil.
     LogLine = Struct.new(:level, :jid, :message)
     # Lease holding `id` (lease `name`) could not be renewed; `reason` says why.
     LeaseLost = Struct.new(:id, :name, :reason)
     # The process is about to quiet and recycle; `running` are Growers.
     Recycling = Struct.new(:reason, :bytes, :running)
+    # The recycler took a step: `state` a Symbol (:over_limit, :draining,
+    # :stopping, ...), what it logged, memory and limit (bytes), and the
+    # biggest growers so far (Growers).
+    RecycleStep = Struct.new(:state, :message, :bytes, :limit, :top_growers)
     # A job and what it grew the process by (bytes; negative: shrank).
     Grower = Struct.new(:class_name, :jid, :grew)
     # What Killer.memory_status is made from (bytes; `state` a Symbol).

@@ -106,7 +106,7 @@ module Killer
 
       Thread.handle_interrupt(DEFER_STOPS) do
         started = start(ids, class_name, true, timeout) { return Killer.start.run_job(ids, class_name, true, timeout, &block) }
-        return nil if started.is_a?(String) # cancelled before it started
+        return skipped(started, class_name) if started.is_a?(String) # cancelled before it started
 
         frame = Frame.new(started, true, false, nil)
         Thread.current[:killer_job] = frame
@@ -114,7 +114,8 @@ module Killer
           registered(frame) { yield frame }
         ensure
           Thread.current[:killer_job] = nil
-          @native.job_finished(started, frame.stopped.instance_of?(Cancelled))
+          requested_at = @native.job_finished(started, frame.stopped.instance_of?(Cancelled))
+          cancel_done(frame, ids.first, class_name, requested_at) if requested_at || frame.stopped
         end
       end
     end
@@ -147,7 +148,8 @@ module Killer
         yield frame
       ensure
         Thread.current[:killer_job] = nil
-        @native.job_finished(started, frame.stopped == :skipped)
+        requested_at = @native.job_finished(started, frame.stopped == :skipped)
+        cancel_done(frame, ids.first, class_name, requested_at) if requested_at || frame.stopped
       end
     end
 
@@ -155,7 +157,7 @@ module Killer
     # Cancelled for this job ends it (nil: Sidekiq acknowledges it); a
     # Killer::Timeout goes on to Sidekiq as a failure with on_timeout
     # :retry, or ends it like a cancel with :discard.
-    def body(frame, class_name, on_timeout)
+    def body(frame, class_name, on_timeout, timeout = nil)
       return yield if frame.in_body # wrapped twice: the outer window serves
 
       stopped = begin
@@ -168,7 +170,7 @@ module Killer
       ensure
         frame.in_body = false
       end
-      timed_out(stopped, class_name, on_timeout) if stopped.is_a?(Timeout)
+      timed_out(stopped, class_name, on_timeout, timeout) if stopped.is_a?(Timeout)
     end
 
     # Runs the block while this process holds lease `name` (Killer.exclusive).
@@ -180,6 +182,7 @@ module Killer
         id = take_lease(name, ttl, wait)
         return false unless id
 
+        Instrumentation.emit("lease_acquired") { { name: name, ttl: ttl } }
         @lock.synchronize { @leases[id] = LeaseHolder.new(Thread.current, on_lost) }
         begin
           Thread.handle_interrupt(DELIVER_LEASE_LOSS) { yield }
@@ -241,6 +244,32 @@ module Killer
       e
     end
 
+    # A job a cancel recorded before its start kept from running.
+    def skipped(id, class_name)
+      Instrumentation.emit("cancel_done", id) do
+        { jid: id, class: class_name, outcome: :skipped_before_start,
+          latency: Instrumentation.since(@native.requested_at(id)) }
+      end
+      nil
+    end
+
+    # cancel_done for a job a cancel named: stopped by it, skipped by it
+    # (an inner wrapper's ids), or ended first. A deadline is `timeout`'s.
+    def cancel_done(frame, jid, class_name, requested_at)
+      outcome = case frame.stopped
+                when :skipped then :skipped_before_start
+                when Timeout then nil
+                when Cancelled then :cancelled
+                else requested_at && :finished_first
+                end
+      return unless outcome
+
+      jid = frame.stopped.jid if frame.stopped.is_a?(Cancelled) && frame.stopped.jid
+      Instrumentation.emit("cancel_done", jid) do
+        { jid: jid, class: class_name, outcome: outcome, latency: Instrumentation.since(requested_at) }
+      end
+    end
+
     LeaseHolder = Struct.new(:thread, :on_lost)
 
     # Tries at once; with `wait`, again every ttl/3 (at most 1 s) until
@@ -265,7 +294,10 @@ module Killer
       Log.write(@logger, :warn, nil, "could not release lease #{name} (#{e.message}); it expires within #{ttl}s event=lease.release_failed")
     end
 
-    def timed_out(error, class_name, on_timeout)
+    def timed_out(error, class_name, on_timeout, timeout)
+      Instrumentation.emit("timeout", error.jid) do
+        { jid: error.jid, class: class_name, timeout: timeout, on_timeout: on_timeout }
+      end
       raise error if on_timeout == :retry
 
       Log.write(@logger, :warn, error.jid, "#{class_name} stopped by Killer::Timeout; discarded (on_timeout: :discard) event=timeout.discarded")

@@ -12,7 +12,7 @@ RSpec.describe "Killer::MemoryMiddleware in real Sidekiq processes" do
            shutdown_wait: 0, min_live_processes: 1, max_concurrent_restarts: 1 }.freeze
 
   def start_processes(count, options = {}, timeout: 2)
-    env = { "KILLER_TEST_MEMORY" => JSON.generate(BASE.merge(options)) }
+    env = { "KILLER_TEST_MEMORY" => JSON.generate(BASE.merge(options)), "KILLER_TEST_NOTIFICATIONS" => "1" }
     @processes = Array.new(count) do |i|
       SidekiqProcess.new(redis_url: TestRedis.url, concurrency: 3, timeout: timeout, env: env,
                          queues: ["p#{i + 1}", "default"]).start
@@ -50,6 +50,13 @@ RSpec.describe "Killer::MemoryMiddleware in real Sidekiq processes" do
     expect(recycled[:reason]).to match(/over max_rss_mb #{LIMIT_MB} MB/)
     expect(recycled[:rss_mb]).to be > LIMIT_MB
     expect(recycled[:jobs].map { |j| j[:jid] }).to include(grow, busy)
+    # recycle.killer: a step per state, as logged; draining names the limit and the growers.
+    steps = redis.lrange("test:notifications", 0, -1).map { |e| JSON.parse(e) }.select { |n, _| n == "recycle.killer" }.map(&:last)
+    draining = steps.find { |s| s["state"] == "draining" }
+    expect(steps.map { |s| s["state"] }).to include("over_limit", "draining")
+    expect(draining).to include("limit_mb" => LIMIT_MB.to_f)
+    expect(draining["rss_mb"]).to be > LIMIT_MB
+    expect(draining["reason"]).to match(/quieting/)
 
     expect(@processes[1..].map(&:alive?)).to eq([true, true])
     later = QuickJob.perform_async

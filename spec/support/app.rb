@@ -256,3 +256,31 @@ class WitnessJob
     Report.event("left-#{$!&.class}", jid)
   end
 end
+
+# Rescues the first Killer::Cancelled and returns normally: it ends on its
+# own though a cancel reached it.
+class ShrugJob
+  include Sidekiq::Worker
+  include Killer::Cancellable
+
+  def perform
+    Report.event("started", jid)
+    sleep 0.01 while true # rubocop:disable Style/InfiniteLoop
+  rescue Killer::Cancelled
+    Report.event("shrugged", jid)
+  end
+end
+
+# KILLER_TEST_NOTIFICATIONS=1: what a Rails app's metrics initializer
+# would do: every "*.killer" event from ActiveSupport::Notifications, and
+# every Killer.subscribe event, into Redis lists as JSON; one more
+# subscriber that always raises (it must break nothing).
+if ENV["KILLER_TEST_NOTIFICATIONS"] == "1"
+  require "active_support"
+  require "active_support/notifications"
+  ActiveSupport::Notifications.subscribe(/\.killer\z/) do |name, _start, _finish, _id, payload|
+    Sidekiq.redis { |r| r.rpush("test:notifications", JSON.generate([name, payload])) }
+  end
+  Killer.subscribe { |name, payload| Sidekiq.redis { |r| r.rpush("test:subscribed", JSON.generate([name, payload])) } }
+  Killer.subscribe { |name, _payload| raise "a broken metrics client (#{name})" }
+end

@@ -10,6 +10,11 @@ pub enum Event {
         jid: String,
         attempt: u32,
         why: StopReason,
+        /// The job's class (for instrumentation).
+        class: String,
+        /// When the cancel was recorded (ms since the epoch); None for a
+        /// deadline.
+        requested_at: Option<u64>,
     },
     /// A line for Sidekiq's logger.
     Log {
@@ -25,6 +30,16 @@ pub enum Event {
         bytes: u64,
         /// (class, jid, growth in bytes so far) of the jobs running now.
         running: Vec<(String, String, i64)>,
+    },
+    /// The recycler took a step (logged, and kept in the recycle history):
+    /// for `recycle.killer` subscribers.
+    RecycleStep {
+        state: &'static str,
+        message: String,
+        bytes: u64,
+        limit: u64,
+        /// (class, jid, growth in bytes) of the biggest growers so far.
+        top: Vec<(String, String, i64)>,
     },
     /// Lease `id` could not be renewed: its holder must stop at once.
     LeaseLost {

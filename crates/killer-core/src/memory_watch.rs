@@ -165,6 +165,15 @@ impl MemoryWatch {
         })
     }
 
+    /// (class, jid, growth) of the biggest growers so far.
+    pub(crate) fn top_growers(&self) -> Vec<(String, String, i64)> {
+        self.state()
+            .top
+            .iter()
+            .map(|g| (g.class.clone(), g.jid.clone(), g.grew))
+            .collect()
+    }
+
     pub fn settings(&self) -> &MemorySettings {
         &self.settings
     }

@@ -104,6 +104,18 @@ pub struct Ended {
     pub memory_start: Option<u64>,
     /// It had a deadline (so a timer to abort).
     pub timed: bool,
+    /// When the cancel that named it was recorded (ms since the epoch),
+    /// if one did.
+    pub requested_at: Option<u64>,
+}
+
+/// A cancel request as a process knows it.
+#[derive(Debug, Clone, Copy)]
+struct Request {
+    until: Instant,
+    /// When it was recorded (ms since the epoch): the durable record's
+    /// score, or when pub/sub brought it.
+    at_ms: u64,
 }
 
 #[derive(Debug, Default)]
@@ -112,7 +124,7 @@ pub struct Registry {
     jobs: HashMap<u64, Job>,
     by_id: HashMap<String, u64>,
     /// The id is shared with `order` (one allocation per request).
-    cancels: HashMap<Arc<str>, Instant>,
+    cancels: HashMap<Arc<str>, Request>,
     /// Ids of `cancels` in the order they were first learned (some may be
     /// gone already): who goes first when the copy is full.
     order: VecDeque<Arc<str>>,
@@ -217,6 +229,7 @@ impl Registry {
                 requested: Vec::new(),
                 memory_start: job.memory_start,
                 timed: false,
+                requested_at: None,
                 class: job.class,
                 jid: job.ids.into_iter().next().unwrap_or_default(),
             });
@@ -248,30 +261,45 @@ impl Registry {
                 .cloned()
                 .collect(),
         };
+        let requested_at = requested.first().and_then(|id| self.requested_at(id));
         Some(Ended {
             jid: job.ids.into_iter().next().unwrap_or_default(),
             class: job.class,
             requested,
             memory_start: job.memory_start,
             timed: job.deadline.is_some(),
+            requested_at,
         })
     }
 
-    /// Learns about a cancel request. Interrupts a running job only the
-    /// first time a request reaches it: the poll re-reads recent requests,
-    /// and those must not raise again.
+    #[cfg(test)]
     pub fn request_cancel(&mut self, id: &str, until: Instant, now: Instant) -> Reaction {
+        self.request_cancel_at(id, until, 0, now)
+    }
+
+    /// Learns about a cancel request, recorded at `at_ms` (ms since the
+    /// epoch). Interrupts a running job only the first time a request
+    /// reaches it: the poll re-reads recent requests, and those must not
+    /// raise again.
+    pub fn request_cancel_at(
+        &mut self,
+        id: &str,
+        until: Instant,
+        at_ms: u64,
+        now: Instant,
+    ) -> Reaction {
         if until <= now {
             return Reaction::None;
         }
         let new = match self.cancels.get_mut(id) {
             Some(known) => {
-                *known = until;
+                known.until = until;
                 false
             }
             None => {
                 let shared: Arc<str> = Arc::from(id);
-                self.cancels.insert(shared.clone(), until);
+                self.cancels
+                    .insert(shared.clone(), Request { until, at_ms });
                 self.order.push_back(shared);
                 true
             }
@@ -334,6 +362,17 @@ impl Registry {
         }
     }
 
+    /// When the cancel for `id` was recorded (ms since the epoch), if one
+    /// is known.
+    pub fn requested_at(&self, id: &str) -> Option<u64> {
+        self.cancels.get(id).map(|r| r.at_ms)
+    }
+
+    /// The class of running job `token`.
+    pub fn class_of(&self, token: u64) -> Option<String> {
+        self.jobs.get(&token).map(|j| j.class.clone())
+    }
+
     pub fn is_running(&self, token: u64) -> bool {
         self.jobs.contains_key(&token)
     }
@@ -384,7 +423,7 @@ impl Registry {
     /// Forgets requests past their TTL, so memory follows the cancel rate,
     /// not the uptime.
     pub fn expire(&mut self, now: Instant) {
-        self.cancels.retain(|_, until| *until > now);
+        self.cancels.retain(|_, r| r.until > now);
         let cancels = &self.cancels;
         if self.order.len() > 2 * cancels.len() + 1024 {
             self.order.retain(|id| cancels.contains_key(&**id));
@@ -399,7 +438,7 @@ impl Registry {
     }
 
     fn is_requested(&self, id: &str, now: Instant) -> bool {
-        self.cancels.get(id).is_some_and(|until| *until > now)
+        self.cancels.get(id).is_some_and(|r| r.until > now)
     }
 }
 

@@ -144,12 +144,14 @@ impl Watcher {
 
     /// The job's body is over and no raise can reach it any more; records
     /// its status if someone asked to cancel it, and what it grew the
-    /// process by.
-    pub fn job_finished(&self, token: u64, outcome: Outcome) -> Result<()> {
+    /// process by. Returns when the cancel that named it was recorded (ms
+    /// since the epoch), if one did.
+    pub fn job_finished(&self, token: u64, outcome: Outcome) -> Result<Option<u64>> {
         self.check_fork()?;
         let Some(ended) = self.shared.registry().finish(token, Instant::now()) else {
-            return Ok(());
+            return Ok(None);
         };
+        let requested_at = ended.requested_at;
         // A deadline firing in between finds no job and does nothing.
         if ended.timed {
             if let Some(timer) = self.shared.timers().remove(&token) {
@@ -176,7 +178,13 @@ impl Watcher {
             }
             Outcome::Finished => {}
         }
-        Ok(())
+        Ok(requested_at)
+    }
+
+    /// When the cancel for `id` was recorded (ms since the epoch), if this
+    /// process knows one.
+    pub fn requested_at(&self, id: &str) -> Option<u64> {
+        self.shared.registry().requested_at(id)
     }
 
     /// What is stopping job `token` (a cancel, its deadline), if anything:

@@ -291,6 +291,7 @@ fn a_job_past_its_deadline_gets_a_timeout_and_its_neighbour_nothing() {
                 jid,
                 attempt,
                 why,
+                ..
             } => return Some((token, jid, attempt, why)),
             _ => continue,
         }

@@ -27,15 +27,17 @@ native_struct!(CANCEL, "Cancel");
 native_struct!(LOG_LINE, "LogLine");
 native_struct!(LEASE_LOST, "LeaseLost");
 native_struct!(RECYCLING, "Recycling");
+native_struct!(RECYCLE_STEP, "RecycleStep");
 native_struct!(MEMORY_STATUS, "MemoryStatus");
 native_struct!(GROWER, "Grower");
 native_struct!(STOP, "Stop");
 
-const NAMES: [&str; 7] = [
+const NAMES: [&str; 8] = [
     "Cancel",
     "LogLine",
     "LeaseLost",
     "Recycling",
+    "RecycleStep",
     "MemoryStatus",
     "Grower",
     "Stop",
@@ -56,6 +58,7 @@ pub(crate) fn init(ruby: &Ruby) -> Result<(), Error> {
         &LOG_LINE,
         &LEASE_LOST,
         &RECYCLING,
+        &RECYCLE_STEP,
         &MEMORY_STATUS,
         &GROWER,
         &STOP,
@@ -83,6 +86,8 @@ pub(crate) fn event(ruby: &Ruby, event: Event) -> Result<Option<Value>, Error> {
             jid,
             attempt,
             why,
+            class,
+            requested_at,
         } => build(
             ruby,
             &CANCEL,
@@ -91,6 +96,8 @@ pub(crate) fn event(ruby: &Ruby, event: Event) -> Result<Option<Value>, Error> {
                 jid.into_value_with(ruby),
                 attempt.into_value_with(ruby),
                 sym(ruby, why.as_str()),
+                class.into_value_with(ruby),
+                requested_at.into_value_with(ruby),
             ],
         )?,
         Event::Log {
@@ -130,6 +137,29 @@ pub(crate) fn event(ruby: &Ruby, event: Event) -> Result<Option<Value>, Error> {
                 &[
                     reason.into_value_with(ruby),
                     bytes.into_value_with(ruby),
+                    growers.into_value_with(ruby),
+                ],
+            )?
+        }
+        Event::RecycleStep {
+            state,
+            message,
+            bytes,
+            limit,
+            top,
+        } => {
+            let growers = ruby.ary_new_capa(top.len());
+            for (class, jid, grew) in top {
+                growers.push(grower(ruby, class, jid, grew)?)?;
+            }
+            build(
+                ruby,
+                &RECYCLE_STEP,
+                &[
+                    sym(ruby, state),
+                    message.into_value_with(ruby),
+                    bytes.into_value_with(ruby),
+                    limit.into_value_with(ruby),
                     growers.into_value_with(ruby),
                 ],
             )?

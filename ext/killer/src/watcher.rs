@@ -124,8 +124,14 @@ impl Watcher {
     }
 
     /// The one call as a job ends: `cancelled` is true when
-    /// Killer::Cancelled stopped it.
-    fn job_finished(ruby: &Ruby, rb_self: &Self, token: u64, cancelled: bool) -> Result<(), Error> {
+    /// Killer::Cancelled stopped it. Returns when the cancel that named it
+    /// was recorded (ms since the epoch), or nil when none did.
+    fn job_finished(
+        ruby: &Ruby,
+        rb_self: &Self,
+        token: u64,
+        cancelled: bool,
+    ) -> Result<Option<u64>, Error> {
         let outcome = if cancelled {
             Outcome::Cancelled
         } else {
@@ -135,6 +141,11 @@ impl Watcher {
             .core
             .job_finished(token, outcome)
             .map_err(|e| to_ruby(ruby, e))
+    }
+
+    /// When the cancel for `id` was recorded (ms since the epoch), or nil.
+    fn requested_at(&self, id: String) -> Option<u64> {
+        self.core.requested_at(&id)
     }
 
     /// What is stopping job `token`: a `Killer::Native::Stop` (jid,
@@ -279,6 +290,7 @@ pub(crate) fn init(ruby: &Ruby, native: RModule) -> Result<(), Error> {
     class.define_method("job_started", method!(Watcher::job_started, 4))?;
     class.define_method("arm", method!(Watcher::arm, 3))?;
     class.define_method("job_finished", method!(Watcher::job_finished, 2))?;
+    class.define_method("requested_at", method!(Watcher::requested_at, 1))?;
     class.define_method("stop_of", method!(Watcher::stop_of, 1))?;
     class.define_method("next_events", method!(Watcher::next_events, 1))?;
     class.define_method("shutdown", method!(Watcher::shutdown, 0))?;

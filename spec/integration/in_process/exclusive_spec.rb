@@ -50,6 +50,8 @@ RSpec.describe "Killer.exclusive" do
 
   it "stops the holder with LeaseLost within one renewal period when another takes the key" do
     start_killer
+    seen = Queue.new
+    Killer.subscribe { |name, payload| seen << [name, payload] if name.start_with?("lease_") }
     holder = hold("stolen", ttl: 0.9)
     sleep 0.05 until redis.exists?(lease_key("stolen"))
     t0 = now
@@ -59,6 +61,10 @@ RSpec.describe "Killer.exclusive" do
     expect(error.message).to match(/lost lease stolen: another holder has it/)
     expect(stopped - t0).to be < 0.3 + 0.15
     expect(redis.get(lease_key("stolen"))).to eq("someone else") # release never deletes another's key
+    # Killer.subscribe, in a plain Ruby process: taken, then lost, once each.
+    wait_for(5, "lease_lost") { seen.size == 2 }
+    expect(Array.new(seen.size) { seen.pop }).to eq([["lease_acquired", { name: "stolen", ttl: 0.9 }],
+                                                     ["lease_lost", { name: "stolen", reason: error.reason }]])
   end
 
   it "stops the holder when Redis goes away" do

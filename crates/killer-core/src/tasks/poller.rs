@@ -120,7 +120,12 @@ async fn load_all(shared: &Arc<Shared>, link: &Link) -> Result<f64> {
     for (jid, score) in entries {
         let left = score + ttl_ms - server_now;
         if left > 0.0 {
-            cancel_seen(shared, &jid, Duration::from_millis(left as u64));
+            cancel_seen(
+                shared,
+                &jid,
+                Duration::from_millis(left as u64),
+                score as u64,
+            );
         }
     }
     Ok(server_now - POLL_OVERLAP_MS)
@@ -134,7 +139,7 @@ async fn load_since(shared: &Arc<Shared>, link: &Link, cursor: f64) -> Result<f6
         .await?;
     let mut next = cursor;
     for (jid, score) in entries {
-        cancel_seen(shared, &jid, shared.ttl());
+        cancel_seen(shared, &jid, shared.ttl(), score as u64);
         next = next.max(score - POLL_OVERLAP_MS);
     }
     Ok(next)

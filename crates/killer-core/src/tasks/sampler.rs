@@ -120,6 +120,13 @@ fn log_step(shared: &Arc<Shared>, watch: &MemoryWatch, step: &Step, bytes: u64) 
             message: message.clone(),
         },
     );
+    let _ = shared.events.send(Event::RecycleStep {
+        state,
+        message: message.clone(),
+        bytes,
+        limit: watch.settings.limits.soft,
+        top: watch.top_growers(),
+    });
     let (rss_mb, limit_mb) = (mb(bytes), mb(watch.settings.limits.soft));
     match level {
         LogLevel::Error => error!(event = "memory", state, rss_mb, limit_mb, "{message}"),

@@ -16,13 +16,18 @@ use crate::registry::Reaction;
 use crate::schema::{commands, JobStatus, MAX_CANCELS};
 use crate::shared::Shared;
 
-/// A request for `jid` is known to exist for `remaining` more time.
-pub(crate) fn cancel_seen(shared: &Arc<Shared>, jid: &str, remaining: Duration) {
+/// A request for `jid`, recorded at `at_ms` (ms since the epoch), is known
+/// to exist for `remaining` more time.
+pub(crate) fn cancel_seen(shared: &Arc<Shared>, jid: &str, remaining: Duration, at_ms: u64) {
     let now = Instant::now();
-    let (reaction, dropped) = {
+    let (reaction, dropped, class) = {
         let mut registry = shared.registry();
-        let reaction = registry.request_cancel(jid, now + remaining, now);
-        (reaction, registry.dropped())
+        let reaction = registry.request_cancel_at(jid, now + remaining, at_ms, now);
+        let class = match reaction {
+            Reaction::Interrupt(token) => registry.class_of(token).unwrap_or_default(),
+            _ => String::new(),
+        };
+        (reaction, registry.dropped(), class)
     };
     if dropped > 0 && !shared.cap_warned.swap(true, Ordering::Relaxed) {
         warn!(event = "cancel.cap", "more than {MAX_CANCELS} cancel requests are known; the oldest for jobs not running here are dropped first (a job they named may run)");
@@ -35,13 +40,19 @@ pub(crate) fn cancel_seen(shared: &Arc<Shared>, jid: &str, remaining: Duration) 
                 jid: jid.to_owned(),
                 attempt: 1,
                 why: StopReason::Cancel,
+                class: class.clone(),
+                requested_at: Some(at_ms),
             });
             tokio::spawn(log_delivery(shared.clone(), jid.to_owned()));
             tokio::spawn(insist(
                 shared.clone(),
                 token,
-                jid.to_owned(),
-                StopReason::Cancel,
+                Delivery {
+                    jid: jid.to_owned(),
+                    why: StopReason::Cancel,
+                    class,
+                    requested_at: Some(at_ms),
+                },
             ));
         }
         Reaction::AlreadyFinished => {
@@ -62,14 +73,20 @@ pub(crate) fn cancel_seen(shared: &Arc<Shared>, jid: &str, remaining: Duration) 
 pub(crate) async fn deadline(shared: Arc<Shared>, token: u64, after: Duration) {
     sleep(after).await;
     shared.timers().remove(&token);
-    let Some(stop) = shared.registry().stop(token, StopReason::Timeout) else {
-        return;
+    let (stop, class) = {
+        let mut registry = shared.registry();
+        let Some(stop) = registry.stop(token, StopReason::Timeout) else {
+            return;
+        };
+        (stop, registry.class_of(token).unwrap_or_default())
     };
     let _ = shared.events.send(Event::Cancel {
         token,
         jid: stop.id.clone(),
         attempt: 1,
         why: StopReason::Timeout,
+        class: class.clone(),
+        requested_at: None,
     });
     warn!(
         jid = %stop.id,
@@ -77,7 +94,13 @@ pub(crate) async fn deadline(shared: Arc<Shared>, token: u64, after: Duration) {
         "job ran past its timeout of {:.1}s; raising Killer::Timeout",
         after.as_secs_f64()
     );
-    insist(shared, token, stop.id, StopReason::Timeout).await;
+    let delivery = Delivery {
+        jid: stop.id,
+        why: StopReason::Timeout,
+        class,
+        requested_at: None,
+    };
+    insist(shared, token, delivery).await;
 }
 
 /// The delivery's log line, naming who asked and why (one read of the
@@ -108,9 +131,23 @@ async fn log_delivery(shared: Arc<Shared>, jid: String) {
     );
 }
 
+/// A stop on its way to a job, as each raise repeats it.
+struct Delivery {
+    jid: String,
+    why: StopReason,
+    class: String,
+    requested_at: Option<u64>,
+}
+
 /// Raises again every `grace` while the job is still running: it may
 /// rescue Exception, or sit in native code that holds the GVL.
-async fn insist(shared: Arc<Shared>, token: u64, jid: String, why: StopReason) {
+async fn insist(shared: Arc<Shared>, token: u64, delivery: Delivery) {
+    let Delivery {
+        jid,
+        why,
+        class,
+        requested_at,
+    } = delivery;
     let exception = match why {
         StopReason::Cancel => "Killer::Cancelled",
         StopReason::Timeout => "Killer::Timeout",
@@ -148,6 +185,8 @@ async fn insist(shared: Arc<Shared>, token: u64, jid: String, why: StopReason) {
             jid: jid.clone(),
             attempt,
             why,
+            class: class.clone(),
+            requested_at,
         });
         warn!(jid = %jid, event = "cancel.ignored", attempt, "job still running {:.1}s after {exception} (rescued Exception? native code holding the GVL?); raising again", grace.as_secs_f64());
     }

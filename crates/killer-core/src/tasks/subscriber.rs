@@ -13,6 +13,7 @@ use tracing::{debug, warn};
 use crate::backoff::Backoff;
 use crate::error::Error;
 use crate::link::Link;
+use crate::report::now_ms;
 use crate::shared::Shared;
 use crate::tasks::stops::cancel_seen;
 use crate::tasks::{BACKOFF_CAP, BACKOFF_FIRST};
@@ -73,7 +74,7 @@ async fn listen(shared: &Arc<Shared>, link: &Link, backoff: &mut Backoff) -> Err
         tokio::select! {
             msg = messages.next() => match msg {
                 Some(msg) => match msg.get_payload::<String>() {
-                    Ok(jid) => cancel_seen(shared, &jid, shared.ttl()),
+                    Ok(jid) => cancel_seen(shared, &jid, shared.ttl(), now_ms()),
                     Err(e) => debug!(event = "subscriber.bad_message", "ignoring a message: {e}"),
                 },
                 None => return Error::Connection("subscription closed".into()),
