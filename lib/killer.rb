@@ -69,6 +69,44 @@ module Killer
       wait_for_end(jid, wait)
     end
 
+    # Switches a whole job class off for `for` seconds (a kill switch for
+    # an incident): every running job of that class across the cluster
+    # gets Killer::Cancelled as a jid cancel would, and every job of that
+    # class that starts before the end is skipped before its body runs
+    # (acknowledged; status :cancelled). `klass` is the Sidekiq job class or
+    # the ActiveJob class it wraps, as a Class or its name. Returns the end
+    # (a Time). Durable, pushed at once, in the audit trail; calling it
+    # again for the same class replaces the end. Raises ArgumentError for a
+    # bad class, for, by or reason, or past Native::MAX_SWITCHES classes.
+    def cancel_class(klass, for:, by: nil, reason: nil)
+      name = Validation.class_name!(klass)
+      seconds = Validation.seconds!("for", binding.local_variable_get(:for), min: 1, max: Native::MAX_SWITCH_SECONDS)
+      by = Validation.text!("by", by || Validation.default_requester, max: Native::MAX_BY_BYTES)
+      reason = Validation.text!("reason", reason || "", max: Native::MAX_REASON_BYTES)
+      until_ms, refused = configuration.client.cancel_class(name, seconds, by, reason)
+      configuration.publish_refused(refused) if refused
+      Instrumentation.emit("class_cancelled") { { class: name, for: seconds, by: by, reason: reason } }
+      Time.at(until_ms / 1000.0)
+    end
+
+    # Switches `klass` back on before its end; true if it was off.
+    def resume_class(klass, by: nil)
+      name = Validation.class_name!(klass)
+      by = Validation.text!("by", by || Validation.default_requester, max: Native::MAX_BY_BYTES)
+      was, refused = configuration.client.resume_class(name, by)
+      configuration.publish_refused(refused) if refused
+      Instrumentation.emit("class_resumed") { { class: name, by: by } }
+      was
+    end
+
+    # The classes switched off now, soonest end first:
+    #   [{ class: "SyncJob", until: <Time>, at: <Time>, by: "alice@web-1", reason: "partner outage" }]
+    def switches
+      configuration.client.switches.map do |name, until_ms, at_ms, by, reason|
+        { class: name, until: Time.at(until_ms / 1000.0), at: Time.at(at_ms / 1000.0), by: by, reason: reason }
+      end
+    end
+
     # The status of a cancel request for `jid`: :requested (not yet reached
     # the job), :cancelled (the job was stopped or never started),
     # :finished (the job ended on its own first), or nil (no request known).

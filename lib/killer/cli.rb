@@ -2,6 +2,7 @@
 
 require "logger"
 require "optparse"
+require "time"
 require_relative "held_command"
 
 module Killer
@@ -10,6 +11,9 @@ module Killer
   #   killer cancel JID [--wait SECONDS] [--by NAME] [--reason TEXT]
   #   killer status JID
   #   killer exclusive NAME [--ttl SECONDS] [--wait SECONDS] -- CMD ARGS...
+  #   killer cancel-class CLASS --for DURATION [--by NAME] [--reason TEXT]
+  #   killer resume-class CLASS
+  #   killer switches
   #
   # `exclusive` passes TERM, INT, HUP, QUIT, USR1 and USR2 on to CMD and
   # keeps the lease until CMD has exited (Killer::HeldCommand).
@@ -26,6 +30,11 @@ module Killer
         killer cancel JID [--wait S] [--by NAME] [--reason TEXT]
                                              cancel a Sidekiq job (running, queued or scheduled)
         killer status JID                    what became of a cancel: requested, cancelled, finished or none
+        killer cancel-class CLASS --for DURATION [--by NAME] [--reason TEXT]
+                                             cancel every running CLASS job and skip those that start
+                                             within DURATION (90s, 30m, 1h, 2d; plain numbers are seconds)
+        killer resume-class CLASS            let CLASS run again before its DURATION is over
+        killer switches                      the classes cancelled now, with their end, by and reason
         killer exclusive NAME [--ttl S] [--wait S] -- CMD ARGS...
                                              run CMD only while holding lease NAME (ttl 15 s); stop it
                                              (TERM, then KILL after 10 s) if the lease is lost
@@ -59,6 +68,9 @@ module Killer
       when "cancel" then cancel(options)
       when "status" then status
       when "exclusive" then exclusive(options)
+      when "cancel-class" then cancel_class(options)
+      when "resume-class" then resume_class
+      when "switches" then switches
       when nil, "help" then usage(0)
       else usage(2, "unknown command #{command.inspect}")
       end
@@ -74,7 +86,7 @@ module Killer
 
     private
 
-    REDIS_COMMANDS = %w[cancel status exclusive].freeze
+    REDIS_COMMANDS = %w[cancel status exclusive cancel-class resume-class switches].freeze
 
     # Builds the Redis client before any argument reaches it, so that every
     # Redis problem (a URL or ssl file Killer cannot use) exits 1, and only
@@ -105,6 +117,7 @@ module Killer
         o.on("--ttl SECONDS", Float) { |s| options[:ttl] = s }
         o.on("--by NAME") { |s| options[:by] = s }
         o.on("--reason TEXT") { |s| options[:reason] = s }
+        o.on("--for DURATION") { |s| options[:for] = s }
         o.on("-h", "--help") { options[:help] = true }
         o.on("-v", "--version") { options[:version] = true }
       end
@@ -112,7 +125,10 @@ module Killer
       configure_redis(options)
       raise ArgumentError, "--wait is an option of `killer cancel` and `killer exclusive`" if options[:wait] && !%w[cancel exclusive].include?(@argv.first)
       raise ArgumentError, "--ttl is an option of `killer exclusive`" if options[:ttl] && @argv.first != "exclusive"
-      raise ArgumentError, "--by and --reason are options of `killer cancel`" if (options[:by] || options[:reason]) && @argv.first != "cancel"
+      if (options[:by] || options[:reason]) && !%w[cancel cancel-class].include?(@argv.first)
+        raise ArgumentError, "--by and --reason are options of `killer cancel` and `killer cancel-class`"
+      end
+      raise ArgumentError, "--for is an option of `killer cancel-class`" if options[:for] && @argv.first != "cancel-class"
       options
     end
 
@@ -158,6 +174,48 @@ module Killer
 
     def status
       @out.puts(Killer.status(jid_argument) || "none")
+      0
+    end
+
+    DURATION_UNITS = { "s" => 1, "m" => 60, "h" => 3600, "d" => 86_400 }.freeze
+
+    # "90s", "30m", "1h", "2d" or plain seconds, as Float seconds.
+    def duration(text)
+      raise ArgumentError, "--for DURATION is required (90s, 30m, 1h, 2d)" unless text
+
+      match = text.strip.match(/\A(\d+(?:\.\d+)?)\s*([smhd]?)\z/)
+      raise ArgumentError, "--for must be a duration like 90s, 30m, 1h or 2d, got #{Validation.shown(text)}" unless match
+
+      Float(match[1]) * DURATION_UNITS.fetch(match[2], 1)
+    end
+
+    def class_argument
+      klass = @argv.shift
+      raise ArgumentError, "a CLASS is required" unless klass
+      raise ArgumentError, "unexpected argument #{@argv.first.inspect}" unless @argv.empty?
+
+      klass
+    end
+
+    def cancel_class(options)
+      klass = class_argument
+      until_time = Killer.cancel_class(klass, for: duration(options[:for]), by: options[:by], reason: options[:reason])
+      @out.puts "#{klass} cancelled until #{until_time.utc.iso8601}"
+      0
+    end
+
+    def resume_class
+      klass = class_argument
+      @out.puts(Killer.resume_class(klass) ? "#{klass} resumed" : "#{klass} was not cancelled")
+      0
+    end
+
+    def switches
+      raise ArgumentError, "unexpected argument #{@argv.first.inspect}" unless @argv.empty?
+
+      Killer.switches.each do |s|
+        @out.puts [s[:class], s[:until].utc.iso8601, s[:by], s[:reason]].join("\t")
+      end
       0
     end
 

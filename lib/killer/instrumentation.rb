@@ -12,7 +12,10 @@ module Killer
   module Instrumentation
     # Every event, as named without the ".killer" suffix; payloads in the
     # README ("Instrumentation").
-    EVENTS = %w[cancel_requested cancel_delivered cancel_done timeout recycle lease_acquired lease_lost].freeze
+    EVENTS = %w[
+      cancel_requested cancel_delivered cancel_done timeout recycle lease_acquired lease_lost
+      class_cancelled class_resumed
+    ].freeze
     NAMES = EVENTS.to_h { |e| [e, "#{e}.killer"] }.freeze
 
     module_function

@@ -25,6 +25,17 @@ module Killer
       plain!("jid", utf8!("jid", jid))
     end
 
+    # A job class's name (a Class, or its name as a String), as
+    # Killer.cancel_class takes it.
+    def class_name!(value)
+      value = value.name if value.is_a?(Module) && value.name
+      unless value.is_a?(String) && !value.empty?
+        raise ArgumentError, "class must be a job class or its name, got #{shown(value)}"
+      end
+
+      text!("class", value, max: Native::MAX_CLASS_BYTES)
+    end
+
     # A String of at most `max` bytes in UTF-8 without control characters
     # (who asked for a cancel, why, a lease's name).
     def text!(name, value, max:)

@@ -284,3 +284,7 @@ if ENV["KILLER_TEST_NOTIFICATIONS"] == "1"
   Killer.subscribe { |name, payload| Sidekiq.redis { |r| r.rpush("test:subscribed", JSON.generate([name, payload])) } }
   Killer.subscribe { |name, _payload| raise "a broken metrics client (#{name})" }
 end
+
+# Two classes for the kill switch: the one switched off, and a bystander.
+class SyncJob < SleepyJob; end
+class OtherJob < SleepyJob; end

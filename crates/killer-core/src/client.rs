@@ -13,7 +13,11 @@ use redis::aio::MultiplexedConnection;
 use crate::error::{Error, Result};
 use crate::fork::Origin;
 use crate::link::Link;
-use crate::schema::{commands, validate_jid, JobStatus, Keys, MAX_BY_BYTES, MAX_REASON_BYTES};
+use crate::schema::{
+    commands, validate_class, validate_jid, JobStatus, Keys, MAX_BY_BYTES, MAX_REASON_BYTES,
+    MAX_SWITCHES, MAX_SWITCH_SECONDS,
+};
+use crate::switch::Switch;
 
 use crate::settings::Settings;
 
@@ -93,17 +97,7 @@ impl Client {
     /// without announcing it (see [`Self::cancel_and_publish`]).
     pub fn cancel_by(&self, jid: &str, by: &str, reason: &str) -> Result<Recorded> {
         validate_jid(jid)?;
-        for (name, value, max) in [
-            ("by", by, MAX_BY_BYTES),
-            ("reason", reason, MAX_REASON_BYTES),
-        ] {
-            if value.len() > max {
-                return Err(Error::InvalidArgument(format!(
-                    "{name} must be at most {max} bytes, got {} bytes",
-                    value.len()
-                )));
-            }
-        }
+        check_requester(by, reason)?;
         let (state, dropped): (String, u64) = self.with_conn(|mut c| async move {
             commands::record_cancel(&self.keys, jid, self.settings.cancel_ttl, by, reason)
                 .invoke_async(&mut c)
@@ -135,6 +129,97 @@ impl Client {
                 ..recorded
             },
         })
+    }
+
+    /// Switches `class` off for `duration`: its running jobs across the
+    /// cluster get `Killer::Cancelled`, and its jobs that start before the
+    /// end are skipped. Recorded (switches hash, durable record, audit
+    /// trail) and announced as a cancel is. Returns the end (ms, Redis
+    /// clock) and how it was announced.
+    pub fn cancel_class(
+        &self,
+        class: &str,
+        duration: std::time::Duration,
+        by: &str,
+        reason: &str,
+    ) -> Result<(u64, Delivery)> {
+        validate_class(class)?;
+        check_requester(by, reason)?;
+        if duration.is_zero() || duration.as_secs() > MAX_SWITCH_SECONDS {
+            return Err(Error::InvalidArgument(format!(
+                "for must be more than 0 and at most {MAX_SWITCH_SECONDS} seconds, got {}",
+                duration.as_secs_f64()
+            )));
+        }
+        let (until, _) = self.switch(class, Some(duration), by, reason)?;
+        Ok((until, self.publish_switches()))
+    }
+
+    /// Switches `class` back on; true if it was off.
+    pub fn resume_class(&self, class: &str, by: &str) -> Result<(bool, Delivery)> {
+        validate_class(class)?;
+        check_requester(by, "")?;
+        let (_, was) = self.switch(class, None, by, "")?;
+        Ok((was == 1, self.publish_switches()))
+    }
+
+    /// The classes switched off now, soonest end first.
+    pub fn switches(&self) -> Result<Vec<(String, Switch)>> {
+        let ((secs, micros), raw): ((u64, u64), HashMap<String, String>) =
+            self.with_conn(|mut c| async move {
+                commands::load_switches(&self.keys)
+                    .query_async(&mut c)
+                    .await
+            })?;
+        let now = secs * 1000 + micros / 1000;
+        let mut live: Vec<(String, Switch)> = raw
+            .into_iter()
+            .filter_map(|(class, json)| {
+                let s: Switch = serde_json::from_str(&json).ok()?;
+                (s.until_ms > now).then_some((class, s))
+            })
+            .collect();
+        live.sort_by(|a, b| (a.1.until_ms, &a.0).cmp(&(b.1.until_ms, &b.0)));
+        Ok(live)
+    }
+
+    fn switch(
+        &self,
+        class: &str,
+        duration: Option<std::time::Duration>,
+        by: &str,
+        reason: &str,
+    ) -> Result<(u64, i64)> {
+        self.with_conn(|mut c| async move {
+            commands::record_switch(
+                &self.keys,
+                class,
+                duration,
+                by,
+                reason,
+                self.settings.cancel_ttl,
+            )
+            .invoke_async(&mut c)
+            .await
+        })
+        .map_err(|e| match e {
+            Error::Redis(m) if m.contains("KILLER_CAP") => Error::InvalidArgument(format!(
+                "cannot switch off {class}: {MAX_SWITCHES} classes are switched off already; resume one first"
+            )),
+            other => other,
+        })
+    }
+
+    fn publish_switches(&self) -> Delivery {
+        let published: Result<i64> = self.with_conn(|mut c| async move {
+            commands::publish_switches(&self.keys)
+                .query_async(&mut c)
+                .await
+        });
+        match published {
+            Ok(_) => Delivery::Published,
+            Err(e) => Delivery::ByPoll(e.to_string()),
+        }
     }
 
     pub fn status(&self, jid: &str) -> Result<Option<JobStatus>> {
@@ -239,6 +324,21 @@ impl Client {
             Err(last.unwrap_or_else(|| Error::Connection("no connection".into())))
         })
     }
+}
+
+fn check_requester(by: &str, reason: &str) -> Result<()> {
+    for (name, value, max) in [
+        ("by", by, MAX_BY_BYTES),
+        ("reason", reason, MAX_REASON_BYTES),
+    ] {
+        if value.len() > max {
+            return Err(Error::InvalidArgument(format!(
+                "{name} must be at most {max} bytes, got {} bytes",
+                value.len()
+            )));
+        }
+    }
+    Ok(())
 }
 
 impl Drop for Client {

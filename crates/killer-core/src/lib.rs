@@ -30,6 +30,7 @@ mod schema;
 mod settings;
 mod shared;
 mod stop;
+mod switch;
 mod tasks;
 mod tls;
 mod watcher;
@@ -46,9 +47,11 @@ pub use redis_config::{redact_url, RedisConfig, Sentinels, Server, Tls, REDACTED
 pub use registry::{JobStart, Outcome, Reaction, RunningJob, Started, Stop};
 pub use report::{JobReport, ProcessReport, RecycleEvent};
 pub use schema::{
-    validate_jid, JobStatus, Keys, HISTORY_CAP, MAX_BY_BYTES, MAX_CANCELS, MAX_JID_BYTES,
-    MAX_REASON_BYTES, RECYCLES_CAP, RECYCLES_TTL, SCHEMA_VERSION, SIDEKIQ_PROCESSES,
+    validate_class, validate_jid, JobStatus, Keys, HISTORY_CAP, MAX_BY_BYTES, MAX_CANCELS,
+    MAX_CLASS_BYTES, MAX_JID_BYTES, MAX_REASON_BYTES, MAX_SWITCHES, MAX_SWITCH_SECONDS,
+    RECYCLES_CAP, RECYCLES_TTL, SCHEMA_VERSION, SIDEKIQ_PROCESSES, SWITCHES_CHANGED,
 };
 pub use settings::{Seconds, Settings, SECONDS};
+pub use switch::Switch;
 pub use tasks::sampler::request_restart_slot;
 pub use watcher::Watcher;

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use crate::event::StopReason;
 use crate::schema::MAX_CANCELS;
+use crate::switch::{Active, Switch};
 
 /// How many ended jobs are remembered, and for how long, so a cancel that
 /// arrives just after a job ended is answered `finished` at once instead of
@@ -134,6 +135,17 @@ pub struct Registry {
     recent: VecDeque<(String, Instant)>,
     /// How many times each id is in `recent`: found without a scan.
     recent_ids: HashMap<String, u32>,
+    /// Classes switched off, by name.
+    switches: HashMap<String, Active>,
+}
+
+/// A running job a class switch stops.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Switched {
+    pub token: u64,
+    pub jid: String,
+    pub class: String,
+    pub switch: Switch,
 }
 
 impl Registry {
@@ -143,6 +155,9 @@ impl Registry {
         if job.cancellable {
             if let Some(id) = job.ids.iter().find(|id| self.is_requested(id, now)) {
                 return Started::Cancelled(id.clone());
+            }
+            if self.switch_of(&job.class, now).is_some() {
+                return Started::Cancelled(job.ids.first().cloned().unwrap_or_default());
             }
         }
         self.next_token += 1;
@@ -181,6 +196,12 @@ impl Registry {
     ) -> Option<Started> {
         if let Some(id) = ids.iter().find(|id| self.is_requested(id, now)) {
             return Some(Started::Cancelled(id.clone()));
+        }
+        let job = self.jobs.get(&token)?;
+        if self.switch_of(&job.class, now).is_some() {
+            return Some(Started::Cancelled(
+                ids.first().or(job.ids.first()).cloned().unwrap_or_default(),
+            ));
         }
         let job = self.jobs.get_mut(&token)?;
         job.cancellable = true;
@@ -325,6 +346,46 @@ impl Registry {
         Reaction::None
     }
 
+    /// Replaces the switched-off classes with `switches` (what Redis holds
+    /// now) and stops the running cancellable jobs of each class newly
+    /// switched off (a job something else stops already is left to it).
+    pub fn set_switches(
+        &mut self,
+        switches: HashMap<String, Active>,
+        now: Instant,
+    ) -> Vec<Switched> {
+        let mut stopped = Vec::new();
+        for (token, job) in self.jobs.iter_mut() {
+            if job.stop.is_some() || !job.cancellable {
+                continue;
+            }
+            let Some(active) = switches.get(&job.class).filter(|a| a.until > now) else {
+                continue;
+            };
+            let jid = job.ids.first().cloned().unwrap_or_default();
+            job.stop = Some(Stop {
+                id: jid.clone(),
+                reason: StopReason::Cancel,
+            });
+            stopped.push(Switched {
+                token: *token,
+                jid,
+                class: job.class.clone(),
+                switch: active.switch.clone(),
+            });
+        }
+        self.switches = switches;
+        stopped
+    }
+
+    /// The switch that keeps `class` off now, if any.
+    pub fn switch_of(&self, class: &str, now: Instant) -> Option<&Switch> {
+        self.switches
+            .get(class)
+            .filter(|a| a.until > now)
+            .map(|a| &a.switch)
+    }
+
     /// Requests dropped so far to keep the copy at [`MAX_CANCELS`].
     pub fn dropped(&self) -> u64 {
         self.dropped
@@ -424,6 +485,7 @@ impl Registry {
     /// not the uptime.
     pub fn expire(&mut self, now: Instant) {
         self.cancels.retain(|_, r| r.until > now);
+        self.switches.retain(|_, a| a.until > now);
         let cancels = &self.cancels;
         if self.order.len() > 2 * cancels.len() + 1024 {
             self.order.retain(|id| cancels.contains_key(&**id));
@@ -489,6 +551,60 @@ mod tests {
     }
 
     const DAY: Duration = Duration::from_secs(86400);
+
+    fn switched(class: &str, until: Instant) -> HashMap<String, Active> {
+        let switch = Switch {
+            until_ms: 0,
+            at_ms: 7,
+            by: "ops".into(),
+            reason: String::new(),
+        };
+        HashMap::from([(class.to_owned(), Active { switch, until })])
+    }
+
+    #[test]
+    fn a_class_switch_stops_its_running_jobs_once_and_skips_its_new_ones_until_it_ends() {
+        let now = Instant::now();
+        let mut r = Registry::default();
+        let Started::Run(a) = r.start(job(&["a"], "Sync"), None, now) else {
+            panic!()
+        };
+        let Started::Run(b) = r.start(job(&["b"], "Sync"), None, now) else {
+            panic!()
+        };
+        let Started::Run(_) = r.start(job(&["c"], "Other"), None, now) else {
+            panic!()
+        };
+        let measured = JobStart {
+            cancellable: false,
+            ..job(&["m"], "Sync")
+        };
+        let Started::Run(_) = r.start(measured, None, now) else {
+            panic!()
+        };
+        r.stop(b, StopReason::Timeout); // already on its way out
+        let stopped = r.set_switches(switched("Sync", now + DAY), now);
+        assert_eq!(
+            stopped.iter().map(|s| (s.token, s.jid.as_str())).collect::<Vec<_>>(),
+            vec![(a, "a")]
+        );
+        assert_eq!(r.stop_of(a).map(|s| s.reason), Some(StopReason::Cancel));
+        // Reloaded unchanged (the poll's overlap): nobody is stopped twice.
+        assert!(r.set_switches(switched("Sync", now + DAY), now).is_empty());
+        assert_eq!(
+            r.start(job(&["d"], "Sync"), None, now),
+            Started::Cancelled("d".into())
+        );
+        let Some(Ended { requested, .. }) = r.finish(a, now) else {
+            panic!()
+        };
+        assert_eq!(requested, vec!["a".to_owned()], "its status becomes cancelled");
+        // Past its end, or lifted: jobs of the class run again.
+        let later = now + DAY + Duration::from_secs(1);
+        assert!(matches!(r.start(job(&["e"], "Sync"), None, later), Started::Run(_)));
+        r.set_switches(HashMap::new(), now);
+        assert!(matches!(r.start(job(&["f"], "Sync"), None, now), Started::Run(_)));
+    }
 
     #[test]
     fn a_job_only_measured_is_never_stopped_until_a_wrapper_arms_it() {

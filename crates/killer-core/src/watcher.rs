@@ -102,7 +102,19 @@ impl Watcher {
         let started = self.shared.registry().start(job, memory_start, now);
         match (&started, cancel_class) {
             (Started::Cancelled(id), Some(class)) => {
-                info!(jid = %id, event = "cancel.before_start", class, "cancelled before it started; not running it");
+                let switched = self
+                    .shared
+                    .registry()
+                    .switch_of(&class, now)
+                    .map(|s| s.who());
+                match switched {
+                    Some(who) => {
+                        info!(jid = %id, event = "cancel.class_skipped", class, "class {class} is cancelled{who}; not running this job")
+                    }
+                    None => {
+                        info!(jid = %id, event = "cancel.before_start", class, "cancelled before it started; not running it")
+                    }
+                }
                 self.shared
                     .write(vec![id.clone()], JobStatus::Cancelled, &class);
             }

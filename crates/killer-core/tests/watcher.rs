@@ -329,3 +329,69 @@ fn a_cancel_recorded_before_the_process_started_stops_its_first_job() {
         Started::Cancelled("pushed-back".into())
     );
 }
+
+#[test]
+fn a_class_switch_reaches_running_and_starting_jobs_by_poll_alone_and_lifts() {
+    let redis = RedisServer::start();
+    let client = Client::new(redis.settings()).unwrap();
+    // Switched off before this watcher started: its full load must see it.
+    client
+        .cancel_class("EarlyJob", Duration::from_secs(60), "ops", "drill")
+        .unwrap();
+    // Pub/sub an hour away from mattering: a poll every 200 ms, no PUBLISH
+    // reaches this watcher (it subscribes after the one sent above).
+    let (w, rx) = start(redis.settings());
+    ready(&redis);
+    assert!(matches!(
+        w.job_started(support::job("e1", "EarlyJob", None)).unwrap(),
+        Started::Cancelled(id) if id == "e1"
+    ));
+    let sync = match w.job_started(support::job("s1", "SyncJob", None)).unwrap() {
+        Started::Run(t) => t,
+        other => panic!("SyncJob is not switched off yet: {other:?}"),
+    };
+    let bystander = run(&w, "b1");
+    // Recorded the way the script does, announced nowhere: the poll finds
+    // the marker in the durable record and reloads the switches.
+    let mut c = redis.conn();
+    let (secs, micros): (u64, u64) = redis::cmd("TIME").query(&mut c).unwrap();
+    let now = secs * 1000 + micros / 1000;
+    let () = redis::cmd("HSET")
+        .arg("test:v1:switches")
+        .arg("SyncJob")
+        .arg(format!(
+            r#"{{"until":{},"at":{now},"by":"ops","reason":""}}"#,
+            now + 60_000
+        ))
+        .query(&mut c)
+        .unwrap();
+    let () = redis::cmd("ZADD")
+        .arg("test:v1:cancels")
+        .arg(now)
+        .arg(killer_core::SWITCHES_CHANGED)
+        .query(&mut c)
+        .unwrap();
+    let (got, jid, _) =
+        next_cancel(&rx, Duration::from_secs(30)).expect("the poll applied the switch");
+    assert_eq!((got, jid.as_str()), (sync, "s1"));
+    w.job_finished(sync, Outcome::Cancelled).unwrap();
+    assert!(status(&client, "s1", JobStatus::Cancelled));
+    assert_eq!(w.running(), 1, "the bystander runs on");
+    w.job_finished(bystander, Outcome::Finished).unwrap();
+
+    let (was, _) = client.resume_class("EarlyJob", "ops").unwrap();
+    assert!(was);
+    assert!(wait_until(Duration::from_secs(30), || {
+        match w.job_started(support::job("e2", "EarlyJob", None)).unwrap() {
+            Started::Run(t) => w.job_finished(t, Outcome::Finished).is_ok(),
+            Started::Cancelled(_) => false,
+        }
+    }));
+    let live: Vec<String> = client
+        .switches()
+        .unwrap()
+        .into_iter()
+        .map(|(c, _)| c)
+        .collect();
+    assert_eq!(live, vec!["SyncJob".to_owned()]);
+}

@@ -42,6 +42,9 @@ fn init(ruby: &Ruby) -> Result<(), Error> {
     native.const_set("MAX_REASON_BYTES", killer_core::MAX_REASON_BYTES)?;
     native.const_set("MAX_LEASE_NAME_BYTES", killer_core::MAX_LEASE_NAME_BYTES)?;
     native.const_set("MIN_LEASE_TTL", killer_core::MIN_LEASE_TTL.as_secs_f64())?;
+    native.const_set("MAX_CLASS_BYTES", killer_core::MAX_CLASS_BYTES)?;
+    native.const_set("MAX_SWITCHES", killer_core::MAX_SWITCHES)?;
+    native.const_set("MAX_SWITCH_SECONDS", killer_core::MAX_SWITCH_SECONDS)?;
     native.const_set("SECONDS", seconds_table(ruby)?)?;
     // The container's memory limit (cgroup v2), for max_memory_percent.
     native.define_module_function(

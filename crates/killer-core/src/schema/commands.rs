@@ -7,15 +7,17 @@ use std::time::Duration;
 
 use redis::{Cmd, Pipeline, Script, ScriptInvocation};
 
-use super::scripts::{CANCEL_SCRIPT, PERMIT_SCRIPT, RELEASE_SCRIPT, RENEW_SCRIPT};
+use super::scripts::{CANCEL_SCRIPT, PERMIT_SCRIPT, RELEASE_SCRIPT, RENEW_SCRIPT, SWITCH_SCRIPT};
 use super::{
-    JobStatus, Keys, HISTORY_CAP, MAX_CANCELS, RECYCLES_CAP, RECYCLES_TTL, SIDEKIQ_PROCESSES,
+    JobStatus, Keys, HISTORY_CAP, MAX_CANCELS, MAX_SWITCHES, RECYCLES_CAP, RECYCLES_TTL,
+    SIDEKIQ_PROCESSES, SWITCHES_CHANGED,
 };
 
 static CANCEL: LazyLock<Script> = LazyLock::new(|| Script::new(CANCEL_SCRIPT));
 static PERMIT: LazyLock<Script> = LazyLock::new(|| Script::new(PERMIT_SCRIPT));
 static RENEW: LazyLock<Script> = LazyLock::new(|| Script::new(RENEW_SCRIPT));
 static RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(RELEASE_SCRIPT));
+static SWITCH: LazyLock<Script> = LazyLock::new(|| Script::new(SWITCH_SCRIPT));
 
 /// Sentinel's announcement of a new master: "<name> <old ip> <old port>
 /// <new ip> <new port>".
@@ -53,6 +55,46 @@ pub(crate) fn publish_cancel(keys: &Keys, jid: &str) -> Cmd {
     let mut cmd = redis::cmd("PUBLISH");
     cmd.arg(keys.channel()).arg(jid);
     cmd
+}
+
+/// Switches `class` off for `duration`, or back on with None; answers
+/// `(until ms or 0, 1 if it was off)`. See [`SWITCH_SCRIPT`].
+pub(crate) fn record_switch(
+    keys: &Keys,
+    class: &str,
+    duration: Option<Duration>,
+    by: &str,
+    reason: &str,
+    ttl: Duration,
+) -> ScriptInvocation<'static> {
+    let mut call = SWITCH.prepare_invoke();
+    call.key(keys.switches())
+        .key(keys.cancels())
+        .key(keys.history())
+        .arg(class)
+        .arg(duration.map_or(-1, |d| i64::try_from(ms(d)).unwrap_or(i64::MAX)))
+        .arg(by)
+        .arg(reason)
+        .arg(HISTORY_CAP)
+        .arg(MAX_SWITCHES)
+        .arg(SWITCHES_CHANGED)
+        .arg(ms(ttl));
+    call
+}
+
+/// Wakes every watcher to reload the switched-off classes.
+pub(crate) fn publish_switches(keys: &Keys) -> Cmd {
+    let mut cmd = redis::cmd("PUBLISH");
+    cmd.arg(keys.channel()).arg(SWITCHES_CHANGED);
+    cmd
+}
+
+/// The switched-off classes with the Redis clock: `((secs, micros),
+/// {class: JSON})`.
+pub(crate) fn load_switches(keys: &Keys) -> Pipeline {
+    let mut pipe = redis::pipe();
+    pipe.cmd("TIME").cmd("HGETALL").arg(keys.switches());
+    pipe
 }
 
 pub(crate) fn status_state(keys: &Keys, jid: &str) -> Cmd {

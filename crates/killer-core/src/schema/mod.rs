@@ -83,11 +83,31 @@ impl Keys {
         format!("{}recycles", self.base)
     }
 
+    /// Classes switched off (`Killer.cancel_class`): hash, field = class
+    /// name, value = JSON `{until, at, by, reason}` (ms, Redis clock);
+    /// expires with the last switch. A change also puts
+    /// [`SWITCHES_CHANGED`] in the durable record and on the channel, so
+    /// watchers reload it without a command per poll.
+    pub fn switches(&self) -> String {
+        format!("{}switches", self.base)
+    }
+
     /// Restart slots: sorted set, member `hostname:pid`, score = expiry (ms).
     pub fn restart_slots(&self) -> String {
         format!("{}restart_slots", self.base)
     }
 }
+
+/// Member of the durable record and message on the channel meaning "the
+/// switched-off classes changed": it starts with a control character, which
+/// no jid may hold.
+pub const SWITCHES_CHANGED: &str = "\u{1}switches";
+
+/// Classes switched off at once, at most; longest switch; longest class
+/// name.
+pub const MAX_SWITCHES: usize = 1000;
+pub const MAX_SWITCH_SECONDS: u64 = 30 * 86400;
+pub const MAX_CLASS_BYTES: usize = 1024;
 
 /// Sidekiq's own set of live process identities (same key in 6, 7 and 8).
 pub const SIDEKIQ_PROCESSES: &str = "processes";
@@ -102,11 +122,27 @@ pub const RECYCLES_TTL: std::time::Duration = std::time::Duration::from_secs(7 *
 pub const MAX_BY_BYTES: usize = 200;
 pub const MAX_REASON_BYTES: usize = 1000;
 
+/// A class name as `Killer.cancel_class` takes it.
+pub fn validate_class(class: &str) -> Result<()> {
+    if class.is_empty() || class.len() > MAX_CLASS_BYTES || class.chars().any(char::is_control) {
+        return Err(Error::InvalidArgument(format!(
+            "class must be a name of 1 to {MAX_CLASS_BYTES} bytes without control characters, got {:?}",
+            &class[..class.char_indices().nth(64).map_or(class.len(), |(i, _)| i)]
+        )));
+    }
+    Ok(())
+}
+
 pub fn validate_jid(jid: &str) -> Result<()> {
     if jid.is_empty() {
         return Err(Error::InvalidArgument(
             "jid must be a non-empty String, got \"\"".into(),
         ));
+    }
+    if jid.chars().any(char::is_control) {
+        return Err(Error::InvalidArgument(format!(
+            "jid must not hold control characters, got {jid:?}"
+        )));
     }
     if jid.len() > MAX_JID_BYTES {
         return Err(Error::InvalidArgument(format!(

@@ -106,3 +106,55 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 "#;
+
+/// Switches a class off until now + ARGV[2] ms, or (ARGV[2] = -1) back on:
+/// the switches hash (its expired entries dropped, its TTL the longest
+/// switch), the marker in the durable record that makes every watcher's
+/// poll reload it, and an audit record. At most ARGV[6] classes.
+/// KEYS[1] switches hash, KEYS[2] cancels zset, KEYS[3] history list;
+/// ARGV[1] class, ARGV[2] duration ms or -1, ARGV[3] by, ARGV[4] reason,
+/// ARGV[5] history cap, ARGV[6] switch cap, ARGV[7] marker, ARGV[8] ttl ms
+/// of the durable record and the history.
+/// Returns {until ms (0 when switched back on), 1 if the class was
+/// switched off before the call, else 0}, or an error reply past the cap.
+pub(crate) const SWITCH_SCRIPT: &str = r#"
+if redis.replicate_commands then redis.replicate_commands() end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local dur = tonumber(ARGV[2])
+local ttl = tonumber(ARGV[8])
+local was = 0
+local longest = 0
+local live = 0
+local flat = redis.call('HGETALL', KEYS[1])
+for i = 1, #flat, 2 do
+  local ok, s = pcall(cjson.decode, flat[i + 1])
+  local left = (ok and type(s) == 'table' and tonumber(s['until']) or 0) - now
+  if left <= 0 then
+    redis.call('HDEL', KEYS[1], flat[i])
+  else
+    if flat[i] == ARGV[1] then was = 1 elseif left > longest then longest = left end
+    live = live + 1
+  end
+end
+local untl = 0
+if dur >= 0 then
+  if was == 0 and live >= tonumber(ARGV[6]) then
+    return redis.error_reply('KILLER_CAP ' .. ARGV[6] .. ' classes are switched off already')
+  end
+  untl = now + dur
+  redis.call('HSET', KEYS[1], ARGV[1], cjson.encode({['until'] = untl, at = now, by = ARGV[3], reason = ARGV[4]}))
+  if dur > longest then longest = dur end
+else
+  redis.call('HDEL', KEYS[1], ARGV[1])
+end
+if longest > 0 then redis.call('PEXPIRE', KEYS[1], longest) else redis.call('DEL', KEYS[1]) end
+redis.call('ZADD', KEYS[2], now, ARGV[7])
+if redis.call('PTTL', KEYS[2]) < 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
+local kind = 'resume'
+if dur >= 0 then kind = 'switch' end
+redis.call('LPUSH', KEYS[3], cjson.encode({kind = kind, class = ARGV[1], by = ARGV[3], reason = ARGV[4], at = now, ['until'] = untl}))
+redis.call('LTRIM', KEYS[3], 0, tonumber(ARGV[5]) - 1)
+redis.call('PEXPIRE', KEYS[3], ttl)
+return {untl, was}
+"#;

@@ -5,6 +5,7 @@
 //! - [`poller`]: the durable record every `poll_interval`, so a lost message
 //!   costs at most one interval; Redis down and back;
 //! - [`writer`]: the statuses of jobs someone asked to cancel;
+//! - [`switches`]: classes switched off, reloaded when they change;
 //! - [`reporter`]: this process's report for the Web tab, every
 //!   `report_interval`;
 //! - [`failover`]: with Sentinel, `+switch-master`;
@@ -28,6 +29,7 @@ pub(crate) mod reporter;
 pub(crate) mod sampler;
 pub(crate) mod stops;
 pub(crate) mod subscriber;
+pub(crate) mod switches;
 pub(crate) mod writer;
 
 pub(crate) const BACKOFF_FIRST: Duration = Duration::from_millis(100);

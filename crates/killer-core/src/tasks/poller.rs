@@ -13,10 +13,10 @@ use tracing::{debug, error, info, warn};
 use crate::backoff::Backoff;
 use crate::error::Result;
 use crate::link::Link;
-use crate::schema::commands;
+use crate::schema::{commands, SWITCHES_CHANGED};
 use crate::shared::Shared;
 use crate::tasks::stops::cancel_seen;
-use crate::tasks::BACKOFF_CAP;
+use crate::tasks::{switches, BACKOFF_CAP};
 
 /// The incremental poll re-reads this much before its cursor, so a request
 /// scored a little in the past (Redis clock stepping back) is still seen.
@@ -119,7 +119,7 @@ async fn load_all(shared: &Arc<Shared>, link: &Link) -> Result<f64> {
     let ttl_ms = shared.settings.cancel_ttl.as_millis() as f64;
     for (jid, score) in entries {
         let left = score + ttl_ms - server_now;
-        if left > 0.0 {
+        if left > 0.0 && jid != SWITCHES_CHANGED {
             cancel_seen(
                 shared,
                 &jid,
@@ -128,6 +128,7 @@ async fn load_all(shared: &Arc<Shared>, link: &Link) -> Result<f64> {
             );
         }
     }
+    switches::reload(shared).await?;
     Ok(server_now - POLL_OVERLAP_MS)
 }
 
@@ -138,9 +139,18 @@ async fn load_since(shared: &Arc<Shared>, link: &Link, cursor: f64) -> Result<f6
         .query_async(&mut con)
         .await?;
     let mut next = cursor;
+    let mut switched = false;
     for (jid, score) in entries {
-        cancel_seen(shared, &jid, shared.ttl(), score as u64);
+        if jid == SWITCHES_CHANGED {
+            switched = true;
+        } else {
+            cancel_seen(shared, &jid, shared.ttl(), score as u64);
+        }
         next = next.max(score - POLL_OVERLAP_MS);
+    }
+    // Failing here fails the poll: the cursor stays, the change is seen again.
+    if switched {
+        switches::reload(shared).await?;
     }
     Ok(next)
 }

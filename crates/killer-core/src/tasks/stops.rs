@@ -3,6 +3,7 @@
 //! ladder: raised again every `grace` while the job runs on, and past
 //! `hard_timeout` the process recycles (with Killer::MemoryMiddleware).
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,6 +16,7 @@ use crate::event::{Event, StopReason};
 use crate::registry::Reaction;
 use crate::schema::{commands, JobStatus, MAX_CANCELS};
 use crate::shared::Shared;
+use crate::switch::Active;
 
 /// A request for `jid`, recorded at `at_ms` (ms since the epoch), is known
 /// to exist for `remaining` more time.
@@ -64,6 +66,40 @@ pub(crate) fn cancel_seen(shared: &Arc<Shared>, jid: &str, remaining: Duration, 
             shared.write(vec![jid.to_owned()], JobStatus::Finished, "");
         }
         Reaction::None => {}
+    }
+}
+
+/// The switched-off classes as Redis holds them now: the running jobs of a
+/// class newly switched off get `Killer::Cancelled`, as for a jid cancel.
+pub(crate) fn switches_seen(shared: &Arc<Shared>, switches: HashMap<String, Active>) {
+    let stopped = shared.registry().set_switches(switches, Instant::now());
+    for s in stopped {
+        let requested_at = Some(s.switch.at_ms);
+        let _ = shared.events.send(Event::Cancel {
+            token: s.token,
+            jid: s.jid.clone(),
+            attempt: 1,
+            why: StopReason::Cancel,
+            class: s.class.clone(),
+            requested_at,
+        });
+        info!(
+            jid = %s.jid,
+            event = "cancel.class",
+            "class {} cancelled{}; raising Killer::Cancelled in the job",
+            s.class,
+            s.switch.who()
+        );
+        tokio::spawn(insist(
+            shared.clone(),
+            s.token,
+            Delivery {
+                jid: s.jid,
+                why: StopReason::Cancel,
+                class: s.class,
+                requested_at,
+            },
+        ));
     }
 }
 

@@ -14,8 +14,10 @@ use crate::backoff::Backoff;
 use crate::error::Error;
 use crate::link::Link;
 use crate::report::now_ms;
+use crate::schema::SWITCHES_CHANGED;
 use crate::shared::Shared;
 use crate::tasks::stops::cancel_seen;
+use crate::tasks::switches;
 use crate::tasks::{BACKOFF_CAP, BACKOFF_FIRST};
 
 /// How often a SUBSCRIBE refused by an ACL is tried again.
@@ -74,6 +76,9 @@ async fn listen(shared: &Arc<Shared>, link: &Link, backoff: &mut Backoff) -> Err
         tokio::select! {
             msg = messages.next() => match msg {
                 Some(msg) => match msg.get_payload::<String>() {
+                    Ok(id) if id == SWITCHES_CHANGED => {
+                        tokio::spawn(switches::reload_soon(shared.clone()));
+                    }
                     Ok(jid) => cancel_seen(shared, &jid, shared.ttl(), now_ms()),
                     Err(e) => debug!(event = "subscriber.bad_message", "ignoring a message: {e}"),
                 },
