@@ -116,8 +116,8 @@ RSpec.describe "The Killer tab in Sidekiq::Web", keep_redis: true do
       [res["set-cookie"].to_s[/\A[^;]+/], res.body[/name=.authenticity_token. value=.([^'"]+)./, 1]]
     end
 
-    def post(form, cookie: nil, headers: {})
-      req = Net::HTTP::Post.new(URI("#{@web.url}/killer/cancel"))
+    def post(form, cookie: nil, headers: {}, path: "/killer/cancel")
+      req = Net::HTTP::Post.new(URI("#{@web.url}#{path}"))
       req["Cookie"] = cookie if cookie
       headers.each { |k, v| req[k] = v }
       req.set_form_data(form)
@@ -127,11 +127,38 @@ RSpec.describe "The Killer tab in Sidekiq::Web", keep_redis: true do
     # A POST as the confirmation page's own form sends it: with the
     # session's token where Sidekiq renders one (up to 8.0), with the
     # browser's Sec-Fetch-Site header where it checks that instead (8.1+).
-    def legit_post(form)
+    def legit_post(form, path: "/killer/cancel")
       cookie, token = session_and_token("x")
-      return post(form.merge("authenticity_token" => token), cookie: cookie) if token
+      return post(form.merge("authenticity_token" => token), cookie: cookie, path: path) if token
 
-      post(form, headers: { "Sec-Fetch-Site" => "same-origin" })
+      post(form, headers: { "Sec-Fetch-Site" => "same-origin" }, path: path)
+    end
+
+    it "cancels every running job of a class after a confirmation, lists the switch, and resumes it" do
+      sync = Array.new(2) { SyncJob.set(queue: "p1").perform_async(60) }
+      wait_for(10, "the jobs to start") { sync.all? { |jid| redis.lrange("test:events", 0, -1).include?("started:#{jid}") } }
+      wait_for(12, "the tab to offer it") { page.include?("Cancel all running SyncJob") }
+      confirm = page("/killer/cancel_class?class=SyncJob")
+      expect(confirm).to include("2 SyncJob job(s) running now")
+
+      history = redis.llen("killer:v1:history")
+      refused = legit_post({ "class" => "SyncJob", "minutes" => "soon" }, path: "/killer/cancel_class")
+      expect(refused.body[%r{id="killer-error">(.*?)</div>}m, 1]).to include("minutes must be a number, got &quot;soon&quot;")
+      expect(redis.llen("killer:v1:history")).to eq(history)
+
+      res = legit_post({ "class" => "SyncJob", "minutes" => "10", "by" => "bob", "reason" => "incident" },
+                       path: "/killer/cancel_class")
+      expect(res.code).to eq("302")
+      wait_for(10, "both to stop") { sync.all? { |jid| Killer.status(jid) == :cancelled } }
+      row = rows(page, "killer-switches").first
+      expect(row.values_at(0, 2, 3, 4)).to eq(%w[SyncJob bob incident Resume])
+      expect(Killer.switches.first[:until]).to be_within(5).of(Time.now + 600)
+      # The switch is in the audit trail, not among the jid cancels.
+      expect(rows(page, "killer-cancels").map(&:first)).not_to include("")
+
+      expect(legit_post({ "class" => "SyncJob" }, path: "/killer/resume_class").code).to eq("302")
+      expect(Killer.switches).to eq([])
+      expect(page).not_to include('id="killer-switches"')
     end
 
     it "refuses a cross-site POST, by this Sidekiq's own mechanism, and records nothing" do

@@ -13,7 +13,7 @@ module Killer
       VIEWS = File.expand_path("../../../web/views", __dir__)
       # Templates are read once; Sidekiq renders a String template the same
       # way in 6, 7 and 8 (Sidekiq 6 ignores a `views:` option).
-      TEMPLATES = %w[killer killer_cancel].to_h { |name| [name, File.read(File.join(VIEWS, "#{name}.erb"))] }.freeze
+      TEMPLATES = %w[killer killer_cancel killer_cancel_class].to_h { |name| [name, File.read(File.join(VIEWS, "#{name}.erb"))] }.freeze
 
       # Called by Sidekiq::Web with its application class.
       def self.registered(app)
@@ -50,6 +50,55 @@ module Killer
           end
           redirect("#{root_path}killer")
         end
+
+        app.get("/killer/cancel_class") do
+          Extension.confirm_class(self, request.params["class"].to_s)
+        end
+
+        app.post("/killer/cancel_class") do
+          form = request.params
+          klass = form["class"].to_s
+          by = form["by"].to_s.strip
+          by = Extension.default_requester(request) if by.empty?
+          begin
+            minutes = Float(form["minutes"].to_s, exception: false)
+            raise ArgumentError, "minutes must be a number, got #{form["minutes"].to_s.inspect}" unless minutes
+
+            Killer.cancel_class(klass, for: minutes * 60, by: by, reason: form["reason"].to_s.strip)
+          rescue ArgumentError, Killer::Error => e
+            next Extension.confirm_class(self, klass, error: e.message, form: form)
+          end
+          if session
+            session[:killer_by] = form["by"].to_s.strip
+            session[:killer_notice] = "Every #{klass} job cancelled for #{Format.duration(minutes * 60)} by #{by}."
+          end
+          redirect("#{root_path}killer")
+        end
+
+        app.post("/killer/resume_class") do
+          klass = request.params["class"].to_s
+          notice = begin
+            Killer.resume_class(klass, by: Extension.default_requester(request)) ? "#{klass} resumed." : "#{klass} was not cancelled."
+          rescue ArgumentError, Killer::Error => e
+            "Cannot resume #{klass}: #{e.message}"
+          end
+          session[:killer_notice] = notice if session
+          redirect("#{root_path}killer")
+        end
+      end
+
+      # The confirmation page for cancelling class `klass` (shown again,
+      # with `error`, when it was refused).
+      def self.confirm_class(action, klass, error: nil, form: {})
+        running = begin
+          Overview.load(limit: 1).jobs.count { |j| j.class_name == klass }
+        rescue Killer::Error, ArgumentError
+          0
+        end
+        by = form["by"] || action.env["REMOTE_USER"] || action.session&.[](:killer_by)
+        action.erb(TEMPLATES["killer_cancel_class"],
+                   locals: { klass: klass, running: running, error: error, by: by.to_s,
+                             reason: form["reason"].to_s, minutes: form.fetch("minutes", "60") })
       end
 
       # The confirmation page for `jid` (also shown again, with `error`,

@@ -30,6 +30,9 @@ module Killer
       Process = Struct.new(:identity, :hostname, :pid, :busy, :concurrency, :quiet, :reported, :memory,
                            keyword_init: true)
 
+      # A class switched off (Killer.cancel_class), until `until`.
+      Switch = Struct.new(:class_name, :until, :at, :by, :reason, keyword_init: true)
+
       # One step of a recycle somewhere in the cluster.
       Recycle = Struct.new(:at, :process, :state, :rss_mb, :limit_mb, :message, keyword_init: true)
 
@@ -37,7 +40,7 @@ module Killer
         "requested" => "requested", "cancelled" => "cancelled", "finished" => "finished before cancel"
       }.freeze
 
-      attr_reader :jobs, :cancels, :processes, :recycles
+      attr_reader :jobs, :cancels, :processes, :recycles, :switches
 
       # Reads everything; `limit` cancels and recycle events at most.
       # Raises Killer::Error if Killer's Redis cannot be read.
@@ -67,7 +70,13 @@ module Killer
           (report ? report["jobs"] : []).map { |j| job(j, p["identity"], work[j["jid"]]) }
         end.sort_by(&:started_at)
         classes = @jobs.to_h { |j| [j.jid, j.class_name] }
-        @cancels = cancels.map { |record, status| cancel(JSON.parse(record), status, classes) }
+        # The audit trail also keeps class switches; the switches table shows those.
+        @cancels = cancels.map { |record, status| [JSON.parse(record), status] }
+                          .reject { |record, _| record["kind"] }
+                          .map { |record, status| cancel(record, status, classes) }
+        @switches = client.switches.map do |name, until_ms, at_ms, by, reason|
+          Switch.new(class_name: name, until: time(until_ms), at: time(at_ms), by: by, reason: reason)
+        end
         @recycles = recycles.map { |e| recycle(JSON.parse(e)) }
       end
 
