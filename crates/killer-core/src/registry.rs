@@ -585,7 +585,10 @@ mod tests {
         r.stop(b, StopReason::Timeout); // already on its way out
         let stopped = r.set_switches(switched("Sync", now + DAY), now);
         assert_eq!(
-            stopped.iter().map(|s| (s.token, s.jid.as_str())).collect::<Vec<_>>(),
+            stopped
+                .iter()
+                .map(|s| (s.token, s.jid.as_str()))
+                .collect::<Vec<_>>(),
             vec![(a, "a")]
         );
         assert_eq!(r.stop_of(a).map(|s| s.reason), Some(StopReason::Cancel));
@@ -598,12 +601,22 @@ mod tests {
         let Some(Ended { requested, .. }) = r.finish(a, now) else {
             panic!()
         };
-        assert_eq!(requested, vec!["a".to_owned()], "its status becomes cancelled");
+        assert_eq!(
+            requested,
+            vec!["a".to_owned()],
+            "its status becomes cancelled"
+        );
         // Past its end, or lifted: jobs of the class run again.
         let later = now + DAY + Duration::from_secs(1);
-        assert!(matches!(r.start(job(&["e"], "Sync"), None, later), Started::Run(_)));
+        assert!(matches!(
+            r.start(job(&["e"], "Sync"), None, later),
+            Started::Run(_)
+        ));
         r.set_switches(HashMap::new(), now);
-        assert!(matches!(r.start(job(&["f"], "Sync"), None, now), Started::Run(_)));
+        assert!(matches!(
+            r.start(job(&["f"], "Sync"), None, now),
+            Started::Run(_)
+        ));
     }
 
     #[test]
