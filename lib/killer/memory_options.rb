@@ -35,8 +35,8 @@ module Killer
     def soft_bytes
       return (max_rss_mb * 1024 * 1024).to_i if max_rss_mb
 
-      limit = Native.cgroup_memory_limit
-      raise ArgumentError, "max_memory_percent needs a cgroup v2 memory limit (/sys/fs/cgroup/memory.max), and this process has none" unless limit
+      limit, why = Native.cgroup_memory_limit
+      raise ArgumentError, "max_memory_percent needs a memory cgroup limit, and this process has none: #{why}" unless limit
 
       (limit * max_memory_percent / 100.0).to_i
     end

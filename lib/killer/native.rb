@@ -24,7 +24,10 @@ module Killer
     # A job and what it grew the process by (bytes; negative: shrank).
     Grower = Struct.new(:class_name, :jid, :grew)
     # What Killer.memory_status is made from (bytes; `state` a Symbol).
-    MemoryStatus = Struct.new(:bytes, :soft, :hard, :state, :busy, :reason, :top_growers)
+    # `cgroup`: with memory_source :cgroup, { version:, dir:, usage:,
+    # working_set:, limit:, limit_dir: } (bytes; `bytes` is the working
+    # set), else nil.
+    MemoryStatus = Struct.new(:bytes, :soft, :hard, :state, :busy, :reason, :top_growers, :cgroup)
     # What is stopping a running job: the id a cancel named, or its jid and
     # :timeout.
     Stop = Struct.new(:jid, :reason)

@@ -83,7 +83,14 @@ module Killer
       mb = ->(b) { (b / 1_048_576.0).round(1) }
       { rss_mb: mb.(st.bytes), limit_mb: mb.(st.soft), hard_limit_mb: st.hard && mb.(st.hard), state: st.state,
         busy: st.busy, reason: st.reason.empty? ? nil : st.reason,
-        top_growers: st.top_growers.map { |g| { class: g.class_name, jid: g.jid, grew_mb: mb.(g.grew) } } }
+        top_growers: st.top_growers.map { |g| { class: g.class_name, jid: g.jid, grew_mb: mb.(g.grew) } },
+        cgroup: st.cgroup && cgroup_status(st.cgroup, mb) }
+    end
+
+    # Which cgroup a :cgroup reading comes from, and its numbers in MB.
+    def cgroup_status(cg, mb)
+      { version: cg[:version], path: cg[:dir], usage_mb: mb.(cg[:usage]), working_set_mb: mb.(cg[:working_set]),
+        limit_mb: cg[:limit] && mb.(cg[:limit]), limit_path: cg[:limit_dir] }
     end
 
     # What is stopping the job of `frame` (a Native::Stop), or nil.

@@ -288,3 +288,14 @@ end
 # Two classes for the kill switch: the one switched off, and a bystander.
 class SyncJob < SleepyJob; end
 class OtherJob < SleepyJob; end
+
+# Reads a file once, in 1 MB chunks: page cache, not heap.
+class PageCacheJob
+  include Sidekiq::Worker
+  sidekiq_options retry: false
+
+  def perform(path)
+    File.open(path, "rb") { |f| nil while f.read(1 << 20) }
+    Report.event("read-#{Process.pid}", jid)
+  end
+end

@@ -16,7 +16,10 @@ class SidekiqProcess
 
   # `redis:` is how the spec reaches Sidekiq's Redis when it is not
   # `redis_url` (TLS, a socket, sentinels: SpecRedis options).
-  def initialize(redis_url:, concurrency: 5, timeout: 8, env: {}, app: APP, queues: %w[default], redis: nil)
+  # `cgroup:` a cgroup v1/v2 directory the process starts in.
+  def initialize(redis_url:, concurrency: 5, timeout: 8, env: {}, app: APP, queues: %w[default], redis: nil,
+                 cgroup: nil)
+    @cgroup = cgroup
     @app = app
     @queues = queues
     @redis_url = redis_url
@@ -29,7 +32,9 @@ class SidekiqProcess
 
   def start
     env = { "REDIS_URL" => @redis_url, "RUBYLIB" => LIB, "KILLER_TEST_POLL" => "0.2" }.merge(@env)
-    @pid = Process.spawn(env, "sidekiq", "-r", @app, "-c", @concurrency.to_s, "-t", @timeout.to_s,
+    # In a cgroup: the shell moves itself in, then becomes sidekiq (same pid).
+    enter = @cgroup ? ["sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', @cgroup, "sidekiq"] : ["sidekiq"]
+    @pid = Process.spawn(env, *enter, "-r", @app, "-c", @concurrency.to_s, "-t", @timeout.to_s,
                          *@queues.flat_map { |q| ["-q", q] }, out: @log_path, err: %i[child out])
     wait_until(20, "sidekiq #{@pid} to heartbeat") { identity }
     self

@@ -13,6 +13,7 @@
 //! points, `watcher` and `client`.
 
 mod backoff;
+mod cgroup;
 mod client;
 mod error;
 mod event;
@@ -35,13 +36,14 @@ mod tasks;
 mod tls;
 mod watcher;
 
+pub use cgroup::{Cgroup, Reading as CgroupReading, Version as CgroupVersion};
 pub use client::{Client, Delivery, Overview, Recorded, MAX_OVERVIEW_LIMIT};
 pub use error::{Error, Result};
 pub use event::{Event, LogLevel, StopReason};
 pub use fork::Origin;
 pub use lease::{validate_lease, MAX_LEASE_NAME_BYTES, MIN_LEASE_TTL};
-pub use memory::{cgroup_limit, MemoryReader, MemorySource};
-pub use memory_watch::{Grower, MemorySettings, MemoryStatus, MemoryWatch};
+pub use memory::{cgroup_limit, CgroupStatus, MemoryReader, MemorySource};
+pub use memory_watch::{CgroupReport, Grower, MemorySettings, MemoryStatus, MemoryWatch};
 pub use recycle::{Action, Input, Limits, Permit, Phase, Recycler, Step};
 pub use redis_config::{redact_url, RedisConfig, Sentinels, Server, Tls, REDACTED};
 pub use registry::{JobStart, Outcome, Reaction, RunningJob, Started, Stop};

@@ -7,6 +7,7 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::time::{Duration, Instant};
 
+use crate::cgroup::{self, Cgroup, Reading};
 use crate::error::{Error, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,7 +20,9 @@ pub enum MemorySource {
     /// Proportional set size, `/proc/self/smaps_rollup`: shared pages
     /// divided among the processes sharing them (forked workers).
     Pss,
-    /// The container's usage, cgroup v2 `memory.current`.
+    /// This process's memory cgroup (v1 or v2, found from
+    /// `/proc/self/cgroup`), as its working set: usage minus inactive page
+    /// cache.
     Cgroup,
 }
 
@@ -51,15 +54,24 @@ impl MemorySource {
             MemorySource::Rss => "/proc/self/statm",
             MemorySource::RssAnon => "/proc/self/status",
             MemorySource::Pss => "/proc/self/smaps_rollup",
-            MemorySource::Cgroup => "/sys/fs/cgroup/memory.current",
+            MemorySource::Cgroup => "/proc/self/cgroup",
         }
     }
 }
 
+/// What the `:cgroup` source reads, and what it read last.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CgroupStatus {
+    pub cgroup: Cgroup,
+    pub last: Reading,
+}
+
 pub struct MemoryReader {
     source: MemorySource,
-    /// None where the source is not a file (macOS `:rss`).
+    /// None where the source is not a file (macOS `:rss`, `:cgroup`).
     file: Option<File>,
+    /// `:cgroup`: the cgroup, its open files and the last reading.
+    cgroup: Option<(Cgroup, cgroup::Files, Reading)>,
     pid: u32,
     page_size: u64,
     last: Option<(Instant, u64)>,
@@ -71,7 +83,11 @@ impl MemoryReader {
     /// source other than `:rss` on macOS), so the mistake shows at boot,
     /// not at the first job.
     pub fn new(source: MemorySource) -> Result<Self> {
-        let file = if cfg!(target_os = "linux") {
+        let mut cg = None;
+        let file = if cfg!(target_os = "linux") && source == MemorySource::Cgroup {
+            cg = Some(open_cgroup()?);
+            None
+        } else if cfg!(target_os = "linux") {
             Some(open(source)?)
         } else if cfg!(target_os = "macos") && source == MemorySource::Rss {
             None
@@ -89,6 +105,7 @@ impl MemoryReader {
         let mut reader = MemoryReader {
             source,
             file,
+            cgroup: cg,
             pid: std::process::id(),
             page_size: page_size(),
             last: None,
@@ -110,13 +127,37 @@ impl MemoryReader {
 
     /// Bytes in use, as counted by the source.
     pub fn read(&mut self) -> Result<u64> {
-        let bytes = if self.file.is_some() {
+        let bytes = if self.cgroup.is_some() {
+            self.read_cgroup()?
+        } else if self.file.is_some() {
             self.read_file()?
         } else {
             task_resident_bytes()?
         };
         self.last = Some((Instant::now(), bytes));
         Ok(bytes)
+    }
+
+    /// The cgroup this source reads, with its last reading.
+    pub fn cgroup_status(&self) -> Option<CgroupStatus> {
+        self.cgroup.as_ref().map(|(cgroup, _, last)| CgroupStatus {
+            cgroup: cgroup.clone(),
+            last: *last,
+        })
+    }
+
+    fn read_cgroup(&mut self) -> Result<u64> {
+        let pid = std::process::id();
+        if pid != self.pid {
+            // Resolved again after fork, as the files are re-opened.
+            self.cgroup = Some(open_cgroup()?);
+            self.pid = pid;
+        }
+        let Some((_, files, last)) = &mut self.cgroup else {
+            return Err(Error::Runtime("the cgroup is not open".into()));
+        };
+        *last = files.read()?;
+        Ok(last.working_set())
     }
 
     fn read_file(&mut self) -> Result<u64> {
@@ -144,7 +185,7 @@ impl MemoryReader {
                 .map(|pages| pages * self.page_size),
             MemorySource::RssAnon => kb_field(text, "RssAnon:"),
             MemorySource::Pss => kb_field(text, "Pss:"),
-            MemorySource::Cgroup => text.trim().parse::<u64>().ok(),
+            MemorySource::Cgroup => None, // read_cgroup
         };
         parsed.ok_or_else(|| {
             Error::Runtime(format!(
@@ -188,12 +229,25 @@ fn task_resident_bytes() -> Result<u64> {
     Err(Error::Runtime("no memory source is open".into()))
 }
 
-/// The container's memory limit in bytes (cgroup v2 `memory.max`), or None
-/// when there is no cgroup limit ("max") or no cgroup v2.
-pub fn cgroup_limit() -> Option<u64> {
-    std::fs::read_to_string("/sys/fs/cgroup/memory.max")
-        .ok()
-        .and_then(|s| s.trim().parse::<u64>().ok())
+/// This process's memory cgroup limit in bytes (the nearest one up the
+/// hierarchy, v1 or v2), or why there is none: what was looked at.
+pub fn cgroup_limit() -> std::result::Result<u64, String> {
+    let cg = cgroup::resolve().map_err(|e| e.to_string())?;
+    cg.limit.as_ref().map(|(bytes, _)| *bytes).ok_or_else(|| {
+        format!(
+            "{cg} and every cgroup above it up to the mount set no memory limit ({})",
+            match cg.version {
+                cgroup::Version::V1 => "memory.limit_in_bytes",
+                cgroup::Version::V2 => "memory.max",
+            }
+        )
+    })
+}
+
+fn open_cgroup() -> Result<(Cgroup, cgroup::Files, Reading)> {
+    let cg = cgroup::resolve()?;
+    let files = cgroup::Files::open(&cg)?;
+    Ok((cg, files, Reading::default()))
 }
 
 fn open(source: MemorySource) -> Result<File> {

@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tracing::warn;
 
+use crate::cgroup::Version as CgroupVersion;
 use crate::error::Result;
-use crate::memory::{MemoryReader, MemorySource};
+use crate::memory::{CgroupStatus, MemoryReader, MemorySource};
 use crate::recycle::{Input, Limits, Recycler, Step};
 
 const TOP_GROWERS: usize = 5;
@@ -54,6 +55,42 @@ pub struct MemoryStatus {
     pub busy: usize,
     pub reason: String,
     pub top: Vec<Grower>,
+    /// With `memory_source: :cgroup`: which cgroup, and the numbers of the
+    /// last reading (`bytes` is its working set).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<CgroupReport>,
+}
+
+/// The cgroup behind a `:cgroup` reading, as the report and
+/// `Killer.memory_status` show it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CgroupReport {
+    pub version: u8,
+    pub dir: String,
+    pub usage: u64,
+    pub working_set: u64,
+    pub limit: Option<u64>,
+    pub limit_dir: Option<String>,
+}
+
+impl From<CgroupStatus> for CgroupReport {
+    fn from(s: CgroupStatus) -> Self {
+        let (limit, limit_dir) = match s.cgroup.limit {
+            Some((bytes, dir)) => (Some(bytes), Some(dir.display().to_string())),
+            None => (None, None),
+        };
+        CgroupReport {
+            version: match s.cgroup.version {
+                CgroupVersion::V1 => 1,
+                CgroupVersion::V2 => 2,
+            },
+            dir: s.cgroup.dir.display().to_string(),
+            usage: s.last.usage,
+            working_set: s.last.working_set(),
+            limit,
+            limit_dir,
+        }
+    }
 }
 
 pub(crate) struct State {
@@ -162,6 +199,7 @@ impl MemoryWatch {
             busy,
             reason: s.recycler.reason().to_owned(),
             top: s.top.clone(),
+            cgroup: s.reader.cgroup_status().map(CgroupReport::from),
         })
     }
 

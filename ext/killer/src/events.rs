@@ -187,6 +187,21 @@ pub(crate) fn memory_status(ruby: &Ruby, st: MemoryStatus) -> Result<Value, Erro
     for g in st.top {
         top.push(grower(ruby, g.class, g.jid, g.grew)?)?;
     }
+    // `:cgroup` source: { version:, dir:, usage:, working_set:, limit:,
+    // limit_dir: } (bytes), else nil.
+    let cgroup = match st.cgroup {
+        Some(c) => {
+            let h = ruby.hash_new();
+            h.aset(sym(ruby, "version"), c.version)?;
+            h.aset(sym(ruby, "dir"), c.dir)?;
+            h.aset(sym(ruby, "usage"), c.usage)?;
+            h.aset(sym(ruby, "working_set"), c.working_set)?;
+            h.aset(sym(ruby, "limit"), c.limit)?;
+            h.aset(sym(ruby, "limit_dir"), c.limit_dir)?;
+            h.into_value_with(ruby)
+        }
+        None => ruby.qnil().into_value_with(ruby),
+    };
     build(
         ruby,
         &MEMORY_STATUS,
@@ -198,6 +213,7 @@ pub(crate) fn memory_status(ruby: &Ruby, st: MemoryStatus) -> Result<Value, Erro
             st.busy.into_value_with(ruby),
             st.reason.into_value_with(ruby),
             top.into_value_with(ruby),
+            cgroup,
         ],
     )
 }

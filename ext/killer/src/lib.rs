@@ -30,6 +30,15 @@ fn seconds_table(ruby: &Ruby) -> Result<magnus::RHash, Error> {
     Ok(table)
 }
 
+/// `[bytes, nil]`, or `[nil, what was looked at]` when no cgroup up the
+/// hierarchy sets a memory limit.
+fn cgroup_memory_limit() -> (Option<u64>, Option<String>) {
+    match killer_core::cgroup_limit() {
+        Ok(bytes) => (Some(bytes), None),
+        Err(why) => (None, Some(why)),
+    }
+}
+
 #[magnus::init(name = "killer")]
 fn init(ruby: &Ruby) -> Result<(), Error> {
     errors::init(ruby)?;
@@ -46,10 +55,10 @@ fn init(ruby: &Ruby) -> Result<(), Error> {
     native.const_set("MAX_SWITCHES", killer_core::MAX_SWITCHES)?;
     native.const_set("MAX_SWITCH_SECONDS", killer_core::MAX_SWITCH_SECONDS)?;
     native.const_set("SECONDS", seconds_table(ruby)?)?;
-    // The container's memory limit (cgroup v2), for max_memory_percent.
+    // This process's memory cgroup limit, for max_memory_percent.
     native.define_module_function(
         "cgroup_memory_limit",
-        magnus::function!(killer_core::cgroup_limit, 0),
+        magnus::function!(cgroup_memory_limit, 0),
     )?;
     client::init(ruby, native)?;
     watcher::init(ruby, native)?;

@@ -25,8 +25,9 @@ module Killer
 
       # A Sidekiq process, with Killer's report of it when there is one.
       # `memory`: { rss_mb:, limit_mb:, hard_limit_mb:, state:, reason:,
-      # top_growers: [{ class:, jid:, grew_mb: }] }, or nil without
-      # MemoryMiddleware.
+      # top_growers: [{ class:, jid:, grew_mb: }], cgroup: (memory_source
+      # :cgroup) { version:, path:, usage_mb:, working_set_mb:, limit_mb: }
+      # or nil }, or nil without MemoryMiddleware.
       Process = Struct.new(:identity, :hostname, :pid, :busy, :concurrency, :quiet, :reported, :memory,
                            keyword_init: true)
 
@@ -110,7 +111,9 @@ module Killer
 
         { rss_mb: mb(m["bytes"]), limit_mb: mb(m["soft"]), hard_limit_mb: m["hard"] && mb(m["hard"]),
           state: m["state"], reason: m["reason"].to_s.empty? ? nil : m["reason"],
-          top_growers: m["top"].map { |g| { class: g["class"], jid: g["jid"], grew_mb: mb(g["grew"]) } } }
+          top_growers: m["top"].map { |g| { class: g["class"], jid: g["jid"], grew_mb: mb(g["grew"]) } },
+          cgroup: (c = m["cgroup"]) && { version: c["version"], path: c["dir"], usage_mb: mb(c["usage"]),
+                                         working_set_mb: mb(c["working_set"]), limit_mb: c["limit"] && mb(c["limit"]) } }
       end
 
       def cancel(record, status, classes)
