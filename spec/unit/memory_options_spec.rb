@@ -37,6 +37,15 @@ RSpec.describe Killer::MemoryOptions do
     end
   end
 
+  it "names the cgroup it looked at when max_memory_percent finds no limit up the hierarchy" do
+    limit, why = Killer::Native.cgroup_memory_limit
+    skip "this process's memory cgroup has a limit (#{limit} bytes)" if limit
+
+    expect(why).to match(/cgroup v[12] \S+ and every cgroup above it up to the mount set no memory limit|no readable memory cgroup|names no memory cgroup/)
+    expect { Killer::MemoryOptions.new(max_memory_percent: 50).soft_bytes }
+      .to raise_error(ArgumentError, /max_memory_percent needs a memory cgroup limit, and this process has none: #{Regexp.escape(why)}/)
+  end
+
   it "is validated once per distinct Hash, as Sidekiq builds a middleware per job" do
     options = { max_rss_mb: 512 }
     expect(Killer::MemoryMiddleware.new(options).options).to be(Killer::MemoryMiddleware.new(options).options)
