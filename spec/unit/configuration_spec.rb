@@ -14,6 +14,7 @@ RSpec.describe Killer::Configuration do
     expect(config.default_timeout).to be_nil
     expect(config.on_timeout).to eq(:retry)
     expect(config.exit_with_parent).to be(false)
+    expect(config.express).to be(true)
     expect(config.report_interval).to eq(5.0)
   end
 
@@ -34,6 +35,7 @@ RSpec.describe Killer::Configuration do
     default_timeout: [0, -1, "300", 604_801],
     on_timeout: [:kill, nil, 1],
     exit_with_parent: [nil, "true", 1],
+    express: [nil, "false", 0],
     report_interval: [0, 0.05, 3601, "5", nil]
   }.each do |option, bad_values|
     bad_values.each do |bad|

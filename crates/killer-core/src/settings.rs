@@ -83,6 +83,8 @@ pub struct Settings {
     pub report_interval: Duration,
     /// As Sidekiq names this process in its process set; names the report.
     pub hostname: String,
+    /// Use the GVL express lane when the binding offers one (Ruby ≥ 3.3).
+    pub express: bool,
 }
 
 impl Settings {
@@ -97,6 +99,7 @@ impl Settings {
             hard_timeout: seconds("hard_timeout").default.map(Duration::from_secs_f64),
             report_interval: default("report_interval"),
             hostname: String::new(),
+            express: true,
         }
     }
 

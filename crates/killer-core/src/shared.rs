@@ -34,6 +34,8 @@ pub(crate) struct Shared {
     pub(crate) events: Sender<Event>,
     /// Set once per process; read lock-free twice per job.
     memory: OnceLock<Arc<MemoryWatch>>,
+    /// The GVL express lane's kicker, if the binding gave one.
+    pub(crate) kicker: OnceLock<crate::tasks::express::Kicker>,
     /// Deadline timers of running jobs, aborted when the job ends so that
     /// long timeouts do not pile up sleeping tasks.
     timers: Mutex<HashMap<u64, AbortHandle>>,
@@ -64,6 +66,7 @@ impl Shared {
             registry: Mutex::new(Registry::default()),
             events,
             memory: OnceLock::new(),
+            kicker: OnceLock::new(),
             timers: Mutex::new(HashMap::new()),
             parent_watched: AtomicBool::new(false),
             cap_warned: AtomicBool::new(false),

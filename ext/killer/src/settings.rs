@@ -31,6 +31,7 @@ pub(crate) fn settings(ruby: &Ruby, hash: RHash) -> Result<Settings, Error> {
         .map(|v| errors::seconds(ruby, "hard_timeout", v))
         .transpose()?;
     s.hostname = get::<Option<String>>(ruby, hash, "hostname")?.unwrap_or_default();
+    s.express = get::<Option<bool>>(ruby, hash, "express")?.unwrap_or(true);
     Ok(s)
 }
 

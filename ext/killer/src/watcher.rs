@@ -14,6 +14,7 @@ use magnus::{function, method, prelude::*, Error, IntoValue, RArray, RHash, RMod
 
 use crate::errors::{self, to_ruby};
 use crate::events;
+use crate::express;
 use crate::logging;
 use crate::nogvl::{without_gvl, without_gvl_interruptible};
 use crate::settings;
@@ -79,6 +80,9 @@ impl Watcher {
         logging::route_to(tx.clone());
         let core =
             CoreWatcher::start(s, tx.clone()).map_err(|e| to_ruby(ruby, redis.redact_error(e)))?;
+        if let Some(kick) = express::kicker() {
+            core.set_kicker(kick);
+        }
         Ok(Watcher {
             parts: ManuallyDrop::new(Parts {
                 core,

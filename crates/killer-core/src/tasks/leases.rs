@@ -106,4 +106,5 @@ async fn renew(
         name,
         reason: why,
     });
+    crate::tasks::express::for_lease(&shared);
 }

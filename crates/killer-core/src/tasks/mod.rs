@@ -9,6 +9,7 @@
 //! - [`reporter`]: this process's report for the Web tab, every
 //!   `report_interval`;
 //! - [`failover`]: with Sentinel, `+switch-master`;
+//! - [`express`]: kicks Ruby's GVL holder while a raise is pending (Ruby ≥ 3.3);
 //! - and, started as needed: [`sampler`] (memory), [`stops`] (deadlines,
 //!   the re-raise ladder), [`leases`] (renewals), [`parent`]
 //!   (`exit_with_parent`).
@@ -21,6 +22,7 @@ use tracing::debug;
 
 use crate::shared::{Shared, StatusWrite};
 
+pub(crate) mod express;
 pub(crate) mod failover;
 pub(crate) mod leases;
 pub(crate) mod parent;

@@ -17,6 +17,7 @@ use crate::registry::Reaction;
 use crate::schema::{commands, JobStatus, MAX_CANCELS};
 use crate::shared::Shared;
 use crate::switch::Active;
+use crate::tasks::express;
 
 /// A request for `jid`, recorded at `at_ms` (ms since the epoch), is known
 /// to exist for `remaining` more time.
@@ -45,6 +46,7 @@ pub(crate) fn cancel_seen(shared: &Arc<Shared>, jid: &str, remaining: Duration, 
                 class: class.clone(),
                 requested_at: Some(at_ms),
             });
+            express::for_job(shared, token);
             tokio::spawn(log_delivery(shared.clone(), jid.to_owned()));
             tokio::spawn(insist(
                 shared.clone(),
@@ -83,6 +85,7 @@ pub(crate) fn switches_seen(shared: &Arc<Shared>, switches: HashMap<String, Acti
             class: s.class.clone(),
             requested_at,
         });
+        express::for_job(shared, s.token);
         info!(
             jid = %s.jid,
             event = "cancel.class",
@@ -124,6 +127,7 @@ pub(crate) async fn deadline(shared: Arc<Shared>, token: u64, after: Duration) {
         class: class.clone(),
         requested_at: None,
     });
+    express::for_job(&shared, token);
     warn!(
         jid = %stop.id,
         event = "timeout.delivered",

@@ -1,0 +1,49 @@
+# frozen_string_literal: true
+
+require "securerandom"
+
+# The GVL express lane (Ruby >= 3.3): chosen when the extension is built,
+# on by default, and sharing the VM's postponed jobs with profilers. How
+# fast it stops a CPU-bound job is measured in bench/cpu_cancel.rb, not
+# asserted here.
+RSpec.describe "the GVL express lane" do
+  def cpu_job
+    Class.new do
+      include Sidekiq::Worker
+      include Killer::Cancellable
+      def self.name = "ExpressSpecJob"
+
+      def perform(started)
+        started << true
+        x = 0
+        loop { x += 1 }
+      end
+    end
+  end
+
+  it "is built in exactly on Rubies that have rb_postponed_job_trigger (3.3 and newer)" do
+    expect(Killer::Native::EXPRESS).to eq(Gem::Version.new(RUBY_VERSION) >= Gem::Version.new("3.3"))
+  end
+
+  it "stops a CPU-bound job while StackProf samples the process with its own postponed jobs" do
+    begin
+      require "stackprof"
+    rescue LoadError
+      skip "StackProf is not installed (Debian's ruby-stackprof)"
+    end
+    start_killer(grace: 5)
+    job = cpu_job.new.tap { |j| j.jid = SecureRandom.hex(12) }
+    started = Queue.new
+    profile = StackProf.run(mode: :cpu, interval: 500, raw: true) do
+      runner = Thread.new do
+        Thread.current.report_on_exception = false
+        job.perform(started)
+      end
+      started.pop
+      Killer.cancel(job.jid)
+      expect(runner.value).to be_nil # acknowledged: Killer::Cancelled ended it
+    end
+    expect(profile[:samples]).to be > 0
+    expect(Killer.status(job.jid)).to eq(:cancelled)
+  end
+end
