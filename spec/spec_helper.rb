@@ -50,6 +50,18 @@ RSpec.configure do |config|
   end
   config.after { Killer.reset! }
 
+  # GC_COMPACT=1 compacts the heap before every example and on every major
+  # GC during it: a native object that kept a moved Ruby object would break.
+  if ENV["GC_COMPACT"] == "1" && GC.respond_to?(:auto_compact=)
+    config.around do |example|
+      GC.auto_compact = true
+      GC.compact
+      example.run
+    ensure
+      GC.auto_compact = false
+    end
+  end
+
   # GC_STRESS=1 runs every example under GC.stress, to shake out native
   # objects freed while Rust or another thread still uses them.
   if ENV["GC_STRESS"] == "1"
