@@ -55,6 +55,6 @@ pub use schema::{
 };
 pub use settings::{Seconds, Settings, SECONDS};
 pub use switch::Switch;
-pub use tasks::express::Kicker;
+pub use shared::Kicker;
 pub use tasks::sampler::request_restart_slot;
 pub use watcher::Watcher;

@@ -26,6 +26,11 @@ pub(crate) struct StatusWrite {
     pub(crate) class: String,
 }
 
+/// Makes the thread holding Ruby's GVL yield it soon (the GVL express
+/// lane, `tasks/express.rs`). Called from the watcher thread; must be
+/// async-signal-safe and touch no Ruby object.
+pub type Kicker = Arc<dyn Fn() + Send + Sync>;
+
 pub(crate) struct Shared {
     pub(crate) settings: Settings,
     pub(crate) keys: Keys,
@@ -35,7 +40,7 @@ pub(crate) struct Shared {
     /// Set once per process; read lock-free twice per job.
     memory: OnceLock<Arc<MemoryWatch>>,
     /// The GVL express lane's kicker, if the binding gave one.
-    pub(crate) kicker: OnceLock<crate::tasks::express::Kicker>,
+    pub(crate) kicker: OnceLock<Kicker>,
     /// Deadline timers of running jobs, aborted when the job ends so that
     /// long timeouts do not pile up sleeping tasks.
     timers: Mutex<HashMap<u64, AbortHandle>>,

@@ -290,7 +290,7 @@ impl Watcher {
     /// (whose thread did not come along). No syscall.
     /// Hands the watcher the GVL express lane's kicker (the binding, on
     /// Ruby ≥ 3.3); ignored when `express` is off. True if it will be used.
-    pub fn set_kicker(&self, kick: tasks::express::Kicker) -> bool {
+    pub fn set_kicker(&self, kick: crate::shared::Kicker) -> bool {
         self.shared.settings.express && self.shared.kicker.set(kick).is_ok()
     }
 

@@ -14,10 +14,6 @@ use tokio::time::sleep;
 
 use crate::shared::Shared;
 
-/// Makes the thread holding Ruby's GVL yield it soon. Called from the
-/// watcher thread; must be async-signal-safe and touch no Ruby object.
-pub type Kicker = Arc<dyn Fn() + Send + Sync>;
-
 const EVERY: Duration = Duration::from_micros(500);
 /// A lease's holder is not a registered job: kicks for this long.
 const LEASE_BURST: Duration = Duration::from_millis(50);
