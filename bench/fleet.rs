@@ -133,6 +133,12 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 fn main() {
+    // A watcher in trouble (timeouts, reconnects) says so on stderr: the
+    // table alone would hide it.
+    tracing_subscriber::fmt()
+        .with_max_level(tracing_subscriber::filter::LevelFilter::WARN)
+        .with_writer(std::io::stderr)
+        .init();
     raise_fd_limit();
     let sizes = env_list("FLEET_SIZES", "100,500,1000");
     let samples = env_num("FLEET_SAMPLES", 200) as usize;

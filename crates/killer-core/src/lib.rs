@@ -54,7 +54,7 @@ pub use schema::{
     RECYCLES_CAP, RECYCLES_TTL, SCHEMA_VERSION, SIDEKIQ_PROCESSES, SWITCHES_CHANGED,
 };
 pub use settings::{Seconds, Settings, SECONDS};
-pub use switch::Switch;
 pub use shared::Kicker;
+pub use switch::Switch;
 pub use tasks::sampler::request_restart_slot;
 pub use watcher::Watcher;
