@@ -15,24 +15,15 @@ require "etc"
 require "killer"
 require "sidekiq/api"
 require_relative "support/throwaway_redis"
+require_relative "support/timing"
 Redis.silence_deprecations = true if Redis.respond_to?(:silence_deprecations=)
 
 ROUNDS = Integer(ENV.fetch("BENCH_ROUNDS", "20"))
 APP = File.expand_path("support/switch_app.rb", __dir__)
 LIB = File.expand_path("../lib", __dir__)
 
-def now = Process.clock_gettime(Process::CLOCK_MONOTONIC)
-def percentile(sorted, p) = sorted[[(sorted.size * p).ceil - 1, 0].max]
+include Timing
 
-def await(what, seconds = 30)
-  deadline = now + seconds
-  until (v = yield)
-    raise "timed out waiting for #{what}" if now > deadline
-
-    sleep 0.002
-  end
-  v
-end
 
 def push(klass, count) = Array.new(count) { Sidekiq::Client.push("class" => klass, "args" => []) }
 

@@ -14,6 +14,7 @@ $LOAD_PATH.unshift(File.expand_path("../lib", __dir__))
 require "etc"
 require "killer"
 require_relative "support/throwaway_redis"
+require_relative "support/timing"
 Redis.silence_deprecations = true if Redis.respond_to?(:silence_deprecations=)
 
 SAMPLES = Integer(ENV.fetch("BENCH_SAMPLES", "20"))
@@ -21,18 +22,8 @@ APP = File.expand_path("support/cpu_app.rb", __dir__)
 LIB = File.expand_path("../lib", __dir__)
 CASES = [[1, 0], [3, 0], [10, 0], [9, 1]].freeze # [CPU-bound jobs, IO-bound target?]
 
-def now = Process.clock_gettime(Process::CLOCK_MONOTONIC)
-def percentile(sorted, p) = sorted[[(sorted.size * p).ceil - 1, 0].max]
+include Timing
 
-def await(what, seconds = 60)
-  deadline = now + seconds
-  until (v = yield)
-    raise "timed out waiting for #{what}" if now > deadline
-
-    sleep 0.001
-  end
-  v
-end
 
 def sidekiq(url, express, queue)
   env = { "RUBYLIB" => [LIB, ENV.fetch("RUBYLIB", nil)].compact.join(":"), "REDIS_URL" => url,
@@ -48,7 +39,7 @@ redis = Redis.new(url: url)
 pids = { true => sidekiq(url, true, "on"), false => sidekiq(url, false, "off") }
 rng = Random.new(7)
 begin
-  await("both sidekiqs to heartbeat") { redis.scard("processes") == 2 }
+  await("both sidekiqs to heartbeat", 60) { redis.scard("processes") == 2 }
   results = Hash.new { |h, k| h[k] = [] }
   CASES.each do |cpu, io|
     SAMPLES.times do |i|
@@ -58,14 +49,14 @@ begin
         jobs = push("BenchCpuJob", queue, cpu)
         jobs += push("BenchIoJob", queue, 1) if io.positive?
         target = jobs.last
-        await("the jobs to start") { redis.llen("bench:started") == jobs.size }
+        await("the jobs to start", 60) { redis.llen("bench:started") == jobs.size }
         sleep(0.02 + rng.rand * 0.06)
         t0 = now
         Killer.cancel(target)
-        at = await("the target to stop") { redis.hget("bench:stopped", target) }
+        at = await("the target to stop", 60) { redis.hget("bench:stopped", target) }
         results[[cpu, io, express]] << (Float(at) - t0) * 1000
         (jobs - [target]).each { |jid| Killer.cancel(jid) }
-        await("the others to stop") { redis.hlen("bench:stopped") == jobs.size }
+        await("the others to stop", 60) { redis.hlen("bench:stopped") == jobs.size }
       end
     end
     warn "  #{cpu} CPU-bound#{io.positive? ? " + 1 IO-bound target" : ""}: done"
