@@ -33,6 +33,7 @@ RSpec.describe "Killer.cancel_class in a real Sidekiq process" do
     wait_for(10, "every SyncJob to stop") { sync.all? { |jid| state(jid) == "cancelled" } }
     expect(await_log_lines(@sidekiq, /class SyncJob cancelled by ops@example \(partner outage\); raising Killer::Cancelled/,
                            level: "INFO", jid: sync.first)).not_to be_empty
+    expect(await_log_lines(@sidekiq, /killer: classes cancelled now: SyncJob/, level: "INFO")).not_to be_empty
     expect(other.map { |jid| state(jid) }.uniq).to eq([nil])
     expect(sync.map { |jid| redis.hexists("test:stopped_at", jid) }.uniq).to eq([true])
     expect(other.map { |jid| redis.hexists("test:stopped_at", jid) }.uniq).to eq([false])
@@ -47,12 +48,17 @@ RSpec.describe "Killer.cancel_class in a real Sidekiq process" do
     expect(await_log_lines(@sidekiq, /class SyncJob is cancelled by ops@example \(partner outage\); not running this job/,
                            jid: queued.last)).not_to be_empty
 
+    # A resume reaches each process like a cancel (milliseconds); a job
+    # fetched before that instant is still skipped. The process says when.
+    lifted = -> { log_lines(@sidekiq.log, /killer: no class is cancelled now/, level: "INFO").size }
+    before = lifted.call
     expect(Killer.resume_class(SyncJob)).to be(true)
     expect(Killer.resume_class("SyncJob")).to be(false)
     expect(Killer.switches).to eq([])
     expect(seen).to eq([["class_cancelled", { class: "SyncJob", for: 60.0, by: "ops@example", reason: "partner outage" }],
                         ["class_resumed", { class: "SyncJob", by: Killer::Validation.default_requester }],
                         ["class_resumed", { class: "SyncJob", by: Killer::Validation.default_requester }]])
+    wait_for(10, "the process to learn of the resume") { lifted.call > before }
     after_resume = SyncJob.perform_async(0.1)
     wait_for(10, "a SyncJob enqueued after the resume to finish") { events.include?("finished:#{after_resume}") }
     other.each { |jid| Killer.cancel(jid) }

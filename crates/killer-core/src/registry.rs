@@ -346,6 +346,15 @@ impl Registry {
         Reaction::None
     }
 
+    /// True if `switches` differ from those in place (another class, or
+    /// another end).
+    pub fn switches_differ(&self, switches: &HashMap<String, Active>) -> bool {
+        switches.len() != self.switches.len()
+            || switches
+                .iter()
+                .any(|(class, a)| self.switches.get(class).map(|b| &b.switch) != Some(&a.switch))
+    }
+
     /// Replaces the switched-off classes with `switches` (what Redis holds
     /// now) and stops the running cancellable jobs of each class newly
     /// switched off (a job something else stops already is left to it).

@@ -74,7 +74,30 @@ pub(crate) fn cancel_seen(shared: &Arc<Shared>, jid: &str, remaining: Duration, 
 /// The switched-off classes as Redis holds them now: the running jobs of a
 /// class newly switched off get `Killer::Cancelled`, as for a jid cancel.
 pub(crate) fn switches_seen(shared: &Arc<Shared>, switches: HashMap<String, Active>) {
-    let stopped = shared.registry().set_switches(switches, Instant::now());
+    // Said once per change, in each process: from this line on, its jobs
+    // follow the new set (a resume, say, is in effect here).
+    let mut classes: Vec<&String> = switches.keys().collect();
+    classes.sort();
+    let now_off = if classes.is_empty() {
+        "no class is cancelled now".to_owned()
+    } else {
+        format!(
+            "classes cancelled now: {}",
+            classes
+                .iter()
+                .map(|c| c.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    let (stopped, changed) = {
+        let mut registry = shared.registry();
+        let changed = registry.switches_differ(&switches);
+        (registry.set_switches(switches, Instant::now()), changed)
+    };
+    if changed {
+        info!(event = "switches.changed", "{now_off}");
+    }
     for s in stopped {
         let requested_at = Some(s.switch.at_ms);
         let _ = shared.events.send(Event::Cancel {
