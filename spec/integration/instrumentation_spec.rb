@@ -48,7 +48,7 @@ RSpec.describe "instrumentation events in a real Sidekiq process" do
     wait_for(5, "Killer.subscribe's copy") { of("cancel_done", jid, "test:subscribed").any? }
     expect(of("cancel_delivered", jid, "test:subscribed")).to eq(delivered)
     # The subscriber that raises is logged with the jid and broke nothing.
-    expect(Killer.status(jid)).to eq(:cancelled)
+    expect(wait_for(10, "the cancelled status") { Killer.status(jid) == :cancelled && :cancelled }).to eq(:cancelled)
     expect(await_log_lines(@sidekiq, /a subscriber of cancel_delivered.killer raised RuntimeError: a broken metrics client/,
                            level: "ERROR", jid: jid)).not_to be_empty
   ensure

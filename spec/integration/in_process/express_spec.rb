@@ -44,6 +44,7 @@ RSpec.describe "the GVL express lane" do
       expect(runner.value).to be_nil # acknowledged: Killer::Cancelled ended it
     end
     expect(profile[:samples]).to be > 0
-    expect(Killer.status(job.jid)).to eq(:cancelled)
+    # The status is written by the watcher after the job ends.
+    expect(wait_for(10, "the cancelled status") { Killer.status(job.jid) == :cancelled && :cancelled }).to eq(:cancelled)
   end
 end
