@@ -37,8 +37,7 @@ module Killer
         app.post("/killer/cancel") do
           form = request.params
           jid = form["jid"].to_s
-          by = form["by"].to_s.strip
-          by = Extension.default_requester(request) if by.empty?
+          by = Extension.requester(request)
           begin
             Killer.cancel(jid, by: by, reason: form["reason"].to_s.strip)
           rescue ArgumentError, Killer::Error => e
@@ -58,8 +57,7 @@ module Killer
         app.post("/killer/cancel_class") do
           form = request.params
           klass = form["class"].to_s
-          by = form["by"].to_s.strip
-          by = Extension.default_requester(request) if by.empty?
+          by = Extension.requester(request)
           begin
             minutes = Float(form["minutes"].to_s, exception: false)
             raise ArgumentError, "minutes must be a number, got #{form["minutes"].to_s.inspect}" unless minutes
@@ -112,6 +110,13 @@ module Killer
         by ||= action.env["REMOTE_USER"] || action.session&.[](:killer_by)
         action.erb(TEMPLATES["killer_cancel"],
                    locals: { jid: jid, job: job, error: error, by: by.to_s, reason: reason.to_s })
+      end
+
+      # Who a form's cancel is recorded as: the name typed, else
+      # default_requester.
+      def self.requester(request)
+        by = request.params["by"].to_s.strip
+        by.empty? ? default_requester(request) : by
       end
 
       # Who a cancel from the Web tab is recorded as when the form leaves
