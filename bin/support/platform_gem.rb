@@ -1,28 +1,30 @@
 # frozen_string_literal: true
 
-# bin/package's second half: the precompiled x86_64-linux gem from the
-# source gem's spec and the libraries staged in STAGE/<major.minor>/,
-# written to OUT. Usage: ruby bin/support/platform_gem.rb STAGE OUT
+# bin/package's second half: a precompiled gem for PLATFORM (x86_64-linux,
+# aarch64-linux) from the source gem's spec and the libraries staged in
+# STAGE/<major.minor>/, written to OUT.
+# Usage: ruby bin/support/platform_gem.rb PLATFORM STAGE OUT
 require "rubygems/package"
 require "fileutils"
 require "tmpdir"
 require "open3"
 
-stage, out = ARGV
-abort "usage: ruby bin/support/platform_gem.rb STAGE OUT" unless stage && out
+platform, stage, out = ARGV
+abort "usage: ruby bin/support/platform_gem.rb PLATFORM STAGE OUT" unless platform && stage && out
 root = File.expand_path("../..", __dir__)
 rubies = Dir[File.join(stage, "*", "killer.so")].map { |f| File.basename(File.dirname(f)) }.sort
 abort "bin/package: no library staged in #{stage}" if rubies.empty?
 
 # The newest glibc symbol version each library needs: the oldest glibc it
-# loads on.
+# loads on. readelf reads any architecture's ELF (objdump only the host's).
 glibc = rubies.to_h do |ruby|
-  symbols, = Open3.capture2("objdump", "-T", File.join(stage, ruby, "killer.so"))
-  [ruby, symbols.scan(/GLIBC_([\d.]+)/).flatten.max_by { |v| Gem::Version.new(v) }]
+  versions, status = Open3.capture2("readelf", "-W", "-V", File.join(stage, ruby, "killer.so"))
+  abort "bin/package: readelf could not read #{ruby}/killer.so" unless status.success?
+  [ruby, versions.scan(/GLIBC_([\d.]+)/).flatten.max_by { |v| Gem::Version.new(v) }]
 end
 
 spec = Gem::Specification.load(File.join(root, "sidekiq-killer.gemspec"))
-spec.platform = Gem::Platform.new("x86_64-linux")
+spec.platform = Gem::Platform.new(platform)
 spec.extensions = []
 # Nothing to compile: no Rust sources, no extconf.rb.
 spec.files = spec.files.reject { |f| f.start_with?("ext/", "crates/", ".cargo/") || f.start_with?("Cargo.") }

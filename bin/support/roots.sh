@@ -18,17 +18,19 @@ root_bind() { # root_bind SRC DEST
   mountpoint -q "$2" || { mount --bind "$1" "$2"; root_mounts+=("$2"); }
 }
 
-# root_ensure SUITE DIR: debootstrap SUITE into DIR once (with the host's
-# CA bundle, as this network re-signs TLS), then copy the host's resolver.
+# root_ensure SUITE DIR [ARCH]: debootstrap SUITE into DIR once (with the
+# host's CA bundle, as this network re-signs TLS), then copy the host's
+# resolver. A foreign ARCH (arm64) runs under qemu-user-static: see
+# bin/support/aarch64.sh.
 root_ensure() {
-  local suite=$1 dir=$2
+  local suite=$1 dir=$2 arch=${3:-}
   if [ ! -f "$dir/.killer-base" ]; then
     command -v debootstrap >/dev/null ||
       DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
     echo "bin/${0##*/}: building a Debian $suite root in $dir (debootstrap, about a minute)" >&2
     rm -rf "$dir"
     mkdir -p "$dir"
-    debootstrap --variant=minbase --include=ca-certificates "$suite" "$dir" http://deb.debian.org/debian \
+    debootstrap ${arch:+--arch="$arch"} --variant=minbase --include=ca-certificates "$suite" "$dir" http://deb.debian.org/debian \
       >"$dir.debootstrap.log" 2>&1 || { tail -20 "$dir.debootstrap.log" >&2; exit 1; }
     touch "$dir/.killer-base"
   fi

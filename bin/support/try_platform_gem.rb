@@ -57,7 +57,7 @@ begin
   ENV["REDIS_URL"] = env["REDIS_URL"]
   require "sidekiq"
   jid = Sidekiq::Client.push("class" => "ExportJob", "args" => [])
-  loaded = await("the job to start (sidekiq.log: #{File.join(home, "sidekiq.log")})", 30) do
+  loaded = await("the job to start (sidekiq.log: #{File.join(home, "sidekiq.log")})", 120) do
     Sidekiq.redis { |r| r.get("installed:started:#{jid}") }
   end
   fail!("the job loaded #{loaded}, not the installed gem's library") unless loaded.start_with?(home)

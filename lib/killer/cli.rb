@@ -214,7 +214,8 @@ module Killer
       raise ArgumentError, "unexpected argument #{@argv.first.inspect}" unless @argv.empty?
 
       Killer.switches.each do |s|
-        @out.puts [s[:class], s[:until].utc.iso8601, s[:by], s[:reason]].join("\t")
+        # Escaped: a record written around Killer must not reach a terminal raw.
+        @out.puts [s[:class], s[:until].utc.iso8601, s[:by], s[:reason]].map { |v| Log.escape(v) }.join("\t")
       end
       0
     end

@@ -69,6 +69,10 @@ RSpec.describe "Killer.cancel_class in a real Sidekiq process" do
     expect([err, code]).to eq(["", 0])
     expect(out).to match(/\AOtherJob cancelled until \d{4}-\d\d-\d\dT/)
     expect(killer("switches").first).to match(/\AOtherJob\t\S+\tcli\tdrill\n\z/)
+    # A record written around Killer (by hand, an older version) prints escaped.
+    record = JSON.parse(redis.hget("killer:v1:switches", "OtherJob"))
+    redis.call("HSET", "killer:v1:switches", "OtherJob", JSON.generate(record.merge("reason" => "a\nforged\e[2J")))
+    expect(killer("switches").first).to match(/\AOtherJob\t\S+\tcli\ta\\nforged\\e\[2J\n\z/)
     expect(killer("resume-class", "OtherJob")).to eq(["OtherJob resumed\n", "", 0])
     _, err, code = killer("cancel-class", "OtherJob")
     expect([err.lines.first, code]).to eq(["killer: --for DURATION is required (90s, 30m, 1h, 2d)\n", 2])

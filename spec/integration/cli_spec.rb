@@ -35,6 +35,11 @@ RSpec.describe "the killer command" do
       expect(args.empty? ? out : err).to include("Usage: killer")
     end
     expect(killer("cancel", "x" * 2000).last).to eq(2)
+    # A forged log line or a terminal escape in what an operator types.
+    _, err, code = killer("cancel", "x", "--by", "eve\nE, [2026-11-29] ERROR -- : forged")
+    expect([code, err]).to match([2, /by must not contain control characters.*eve\\nE/])
+    expect(killer("cancel", "x", "--reason", "\e[31mred").last).to eq(2)
+    expect(killer("cancel", "job\r\n1").last).to eq(2)
     expect(killer_keys).to eq(before)
   end
 

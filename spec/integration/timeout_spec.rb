@@ -31,4 +31,16 @@ RSpec.describe "per-job deadlines in a real Sidekiq process" do
     expect(Sidekiq::RetrySet.new.find_job(jid)).to be_nil
     expect(Sidekiq::DeadSet.new.find_job(jid)).to be_nil
   end
+
+  it "escapes a payload's control characters in its log lines: a jid cannot forge a line or a terminal escape" do
+    jid = "j\nE, [2026-11-29] ERROR -- : forged \e[2J"
+    Sidekiq::Client.push("class" => "DiscardedDeadlineJob", "args" => [30], "jid" => jid)
+    escaped = 'jid=j\nE, [2026-11-29] ERROR -- : forged \e[2J'
+    wait_for(20, "the discard line, its jid escaped") do
+      log_lines(@sidekiq.log, /stopped by Killer::Timeout; discarded/).any? { |line| line.include?(escaped) }
+    end
+    killer_lines = @sidekiq.log.lines.grep(/killer:/)
+    expect(killer_lines).not_to be_empty
+    expect(killer_lines.join).not_to include("\e[2J", "\nE, [2026-11-29]")
+  end
 end

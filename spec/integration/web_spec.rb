@@ -189,6 +189,8 @@ RSpec.describe "The Killer tab in Sidekiq::Web", keep_redis: true do
       expect(res.body).to include('value="typo"')
       res = legit_post({ "jid" => "" })
       expect(res.body).to include("jid must be a non-empty String")
+      res = legit_post({ "jid" => "x", "reason" => "ok\n[forged] \e[31m" })
+      expect(res.body[%r{id="killer-error">(.*?)</div>}m, 1]).to include("reason must not contain control characters")
       expect(redis.llen("killer:v1:history")).to eq(history)
     end
   end

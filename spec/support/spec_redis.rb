@@ -36,6 +36,7 @@ class SpecRedis
   class Pipeline
     def initialize(pipe) = (@pipe = pipe)
     def hget(key, field) = @pipe.call("HGET", key, field)
+    def call(*args) = @pipe.call(*args)
   end
 
   def ping = call("PING")

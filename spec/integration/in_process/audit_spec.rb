@@ -39,6 +39,39 @@ RSpec.describe "the audit trail of cancels" do
     expect(Killer.cancel("caf\u00e9".b, by: "zo\u00eb".b)).to be(true) # UTF-8 bytes in a binary String are fine
   end
 
+  it "keeps at most MAX_CANCELS requests, in Redis and in a running process: oldest out first, one warning each" do
+    cap = Killer::Native::MAX_CANCELS
+    # A full record, as `cap` earlier cancels leave it (written directly: a
+    # cancel at a time takes a minute); the process loads it at start.
+    now = (Time.now.to_f * 1000).to_i - 1000
+    redis.call("ZADD", "killer:v1:cancels", *(0...cap).flat_map { |i| [now - cap + i, "storm-#{i}"] })
+    redis.pipelined do |p|
+      cap.times { |i| p.call("HSET", "killer:v1:status:storm-#{i}", "state", "requested", "requested_at", now - cap + i) }
+    end
+    log = capture_log
+    start_killer
+    3.times { |i| Killer.cancel("storm-#{cap + i}") }
+    expect(redis.zcard("killer:v1:cancels")).to eq(cap)
+    expect((0..2).map { |i| Killer.status("storm-#{i}") }).to eq([nil, nil, nil]) # dropped with their status
+    expect(Killer.status("storm-3")).to eq(:requested)
+    expect(Killer.status("storm-#{cap + 2}")).to eq(:requested)
+    expect(log_lines(log.string, /more than #{cap} cancel requests are recorded.*event=cancel.cap/).size).to eq(1)
+    # The running process's copy meets the same cap. A job cancelled after
+    # the storm stops only once its cancel is heard, after every earlier one.
+    started = Queue.new
+    job = Class.new do
+      include Sidekiq::Worker
+      include Killer::Cancellable
+      define_method(:perform) { started << 1; sleep 0.01 while true } # rubocop:disable Style/InfiniteLoop
+      def self.name = "StormJob"
+    end.new.tap { |j| j.jid = "after-the-storm" }
+    thread = Thread.new { Thread.current.report_on_exception = false; job.perform }
+    started.pop
+    Killer.cancel(job.jid)
+    expect(thread.join(60)).to be_truthy
+    expect(log_lines(log.string, /more than #{cap} cancel requests are known/).size).to eq(1)
+  end
+
   it "names the OS user at this host when `by` is not given" do
     Killer.cancel("default-by")
     expect(Killer.status("default-by", verbose: true)[:by]).to match(/\A.+@#{Regexp.escape(Socket.gethostname)}\z/)
