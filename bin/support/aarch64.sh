@@ -26,7 +26,8 @@ aarch64_emulation() {
 # aarch64_library SUITE RUBY_MAJOR_MINOR OUT: the extension for that
 # suite's arm64 Ruby, stripped, written to OUT.
 aarch64_library() {
-  local suite=$1 ruby=$2 out=$3 dir="$project/tmp/package/cross/$suite"
+  local suite=$1 ruby=$2 out=$3
+  local dir="$project/tmp/package/cross/$suite"
   root_ensure "$suite" "$dir"
   root_mount "$dir" rust
   if [ ! -f "$dir/.killer-cross" ]; then

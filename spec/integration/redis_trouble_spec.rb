@@ -43,6 +43,23 @@ RSpec.describe "Killer when its Redis is wrong, refuses it, or is not there" do
     sidekiq&.stop
   end
 
+  it "boots Sidekiq when Killer's Redis host does not resolve, logs one error saying so; killer exits 1" do
+    url = "redis://killer-redis.invalid:6379/0"
+    sidekiq = sidekiq_on({ url: TestRedis.url }, spec_redis: { url: TestRedis.url }, killer_redis: { url: url })
+    quick_job_runs(sidekiq)
+    wait_for(30, "Killer's error") { sidekiq.log.include?("event=redis.down") }
+    expect(log_lines(sidekiq.log, /killer: cannot reach Redis \(#{Regexp.escape(url)}: .*check the host name/,
+                     level: "ERROR").size).to eq(1)
+    out, err, code = killer_cli("cancel", "some-jid", env: { "REDIS_URL" => url })
+    expect([out, code]).to eq(["", 1])
+    expect(err).to include("killer-redis.invalid", "check the host name")
+    # And the wrong TLS: a rediss:// URL to a plain port.
+    out, err, code = killer_cli("cancel", "some-jid", env: { "REDIS_URL" => TestRedis.url.sub("redis://", "rediss://") })
+    expect([out, code, err]).to match(["", 1, /check TLS/])
+  ensure
+    sidekiq&.stop
+  end
+
   it "warns when Redis may evict Killer's records (maxmemory-policy), and says nothing otherwise" do
     server = RedisServer.new(args: ["--maxmemory-policy", "allkeys-lru"]).start
     log = capture_log

@@ -67,6 +67,23 @@ RSpec.describe "Killer.exclusive" do
                                                      ["lease_lost", { name: "stolen", reason: error.reason }]])
   end
 
+  it "keeps the lease through a dropped connection (a failover, a proxy's restart): the renewal is retried" do
+    log = capture_log
+    start_killer(poll_interval: 30) # the renewal, not the poll, meets the dropped connection first
+    holder = hold("resilient", ttl: 1.5)
+    sleep 0.05 until redis.exists?(lease_key("resilient"))
+    token = redis.get(lease_key("resilient"))
+    # Every connection but this spec's, as a failover or a restarted proxy drops them.
+    redis.call("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+    wait_for(10, "the renewal to meet the dropped connection") { log.string.match?(/lease resilient: renewal|lost lease/) }
+    wait_for(10, "a renewal on a new connection") { redis.pttl(lease_key("resilient")) > 1200 }
+    expect(holder).to be_alive
+    expect(log.string).to include("retrying on a new connection")
+    expect(redis.get(lease_key("resilient"))).to eq(token)
+    expect(log.string).not_to include("lost lease resilient")
+    holder.kill
+  end
+
   it "stops the holder when Redis goes away" do
     server = RedisServer.new.start
     Killer.configure do |c|

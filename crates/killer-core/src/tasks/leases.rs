@@ -1,11 +1,13 @@
 //! A lease's life on the watcher's runtime: taken with SET NX PX, renewed
 //! every ttl/3 by a compare-and-expire script, released with
-//! compare-and-delete. A renewal that fails, times out or finds another
-//! token ends the lease at once: the holder hears it through the dispatcher
-//! (Event::LeaseLost) and must stop.
+//! compare-and-delete. A renewal that finds another token ends the lease at
+//! once; one that fails (a dropped connection, READONLY from a master that a
+//! failover demoted) is retried on a fresh connection, re-resolved through
+//! the sentinels, for as long as the key surely still holds. Then the holder
+//! hears of the loss through the dispatcher (Event::LeaseLost) and must stop.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::time::{sleep, timeout};
 use tracing::{info, warn};
@@ -27,6 +29,7 @@ pub(crate) async fn acquire(
     let key = shared.keys.lease(name);
     let (id, token) = shared.leases.next();
     let mut con = shared.link.get().await?;
+    let sent = Instant::now();
     let set: Option<String> = commands::take_lease(&shared.keys, name, &token, ttl)
         .query_async(&mut con)
         .await?;
@@ -40,6 +43,7 @@ pub(crate) async fn acquire(
         key.clone(),
         token.clone(),
         ttl,
+        sent,
     ));
     shared.leases.held().insert(
         id,
@@ -71,6 +75,9 @@ pub(crate) async fn release(shared: &Arc<Shared>, id: u64) -> Result<()> {
     Ok(())
 }
 
+/// Renews lease `id` until it is released or lost. `renewed`: when the last
+/// command that set its expiry was *sent*, so the key holds until at least
+/// `renewed + ttl` by Redis's clock whatever the round trip took.
 async fn renew(
     shared: Arc<Shared>,
     id: u64,
@@ -78,26 +85,46 @@ async fn renew(
     key: String,
     token: String,
     ttl: Duration,
+    mut renewed: Instant,
 ) {
     let period = ttl / 3;
+    // Given up this long before the key could expire: the holder must hear
+    // of the loss while the lease is still its own.
+    let margin = period / 2;
+    let mut wait = period;
     let why = loop {
-        sleep(period).await;
+        sleep(wait).await;
+        let left = ttl.saturating_sub(renewed.elapsed()).saturating_sub(margin);
+        if left.is_zero() {
+            break "no renewal landed in time".to_owned();
+        }
+        let sent = Instant::now();
         let attempt = async {
             let mut con = shared.link.get().await?;
-            let renewed: i64 = commands::renew_lease(&key, &token, ttl)
+            let answer: i64 = commands::renew_lease(&key, &token, ttl)
                 .invoke_async(&mut con)
                 .await?;
-            Ok::<_, Error>(renewed)
+            Ok::<_, Error>(answer)
         };
-        match timeout(period, attempt).await {
-            Ok(Ok(1)) => continue,
-            Ok(Ok(_)) => break "another holder has it (or it expired)".to_owned(),
-            Ok(Err(e)) => {
-                shared.link.reset().await;
-                break format!("renewal failed: {e}");
+        let failure = match timeout(period.min(left), attempt).await {
+            Ok(Ok(1)) => {
+                renewed = sent;
+                wait = period;
+                continue;
             }
-            Err(_) => break format!("renewal took longer than {:.1}s", period.as_secs_f64()),
+            Ok(Ok(_)) => break "another holder has it (or it expired)".to_owned(),
+            Ok(Err(e)) => format!("renewal failed: {e}"),
+            Err(_) => format!(
+                "renewal took longer than {:.1}s",
+                period.min(left).as_secs_f64()
+            ),
+        };
+        shared.link.reset().await;
+        wait = wait_after_error(period);
+        if renewed.elapsed() + margin + wait >= ttl {
+            break failure;
         }
+        warn!(event = "lease.retry", lease = %name, "lease {name}: {failure}; retrying on a new connection");
     };
     shared.leases.held().remove(&id);
     warn!(event = "lease.lost", lease = %name, "lost lease {name}: {why}");
@@ -107,4 +134,10 @@ async fn renew(
         reason: why,
     });
     crate::tasks::express::for_lease(&shared);
+}
+
+/// How long a failed renewal waits before the next try: a failover takes
+/// Sentinel a moment to announce, a reconnect a round trip.
+fn wait_after_error(period: Duration) -> Duration {
+    (period / 4).min(Duration::from_millis(250))
 }
