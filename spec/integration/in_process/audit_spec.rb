@@ -69,6 +69,9 @@ RSpec.describe "the audit trail of cancels" do
     started.pop
     Killer.cancel(job.jid)
     expect(thread.join(60)).to be_truthy
+    # The dispatcher raises before it writes the log lines that came with
+    # the raise: await the line, then count it.
+    wait_for(10, "the process's warning") { log.string.include?("cancel requests are known") }
     expect(log_lines(log.string, /more than #{cap} cancel requests are known/).size).to eq(1)
   end
 
