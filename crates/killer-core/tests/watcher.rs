@@ -219,13 +219,14 @@ fn redis_cost_does_not_grow_with_running_jobs() {
     let redis = RedisServer::start();
     let (w, _rx) = start(redis.settings());
     ready(&redis);
-    let window = |jobs: usize| {
+    let mut con = redis.conn();
+    let mut window = |jobs: usize| {
         let tokens: Vec<u64> = (0..jobs)
             .map(|i| run(&w, &format!("busy-{jobs}-{i}")))
             .collect();
-        let before = redis.commands_processed();
+        let before = redis.commands_processed(&mut con);
         std::thread::sleep(Duration::from_millis(2000));
-        let used = redis.commands_processed() - before - 1;
+        let used = redis.commands_processed(&mut con) - before - 1;
         for t in tokens {
             w.job_finished(t, Outcome::Finished).unwrap();
         }

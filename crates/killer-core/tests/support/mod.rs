@@ -72,12 +72,11 @@ impl RedisServer {
             .unwrap()
     }
 
-    /// Commands Redis has processed so far (INFO stats).
-    pub fn commands_processed(&self) -> u64 {
-        let info: String = redis::cmd("INFO")
-            .arg("stats")
-            .query(&mut self.conn())
-            .unwrap();
+    /// Commands Redis has processed so far (INFO stats), asked on `con`:
+    /// one connection kept open across readings, as a new one's handshake
+    /// (CLIENT SETINFO, which Redis 8 counts and 7 refuses) would count too.
+    pub fn commands_processed(&self, con: &mut redis::Connection) -> u64 {
+        let info: String = redis::cmd("INFO").arg("stats").query(con).unwrap();
         info.lines()
             .find_map(|l| l.strip_prefix("total_commands_processed:"))
             .and_then(|v| v.trim().parse().ok())
