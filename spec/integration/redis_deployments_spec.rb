@@ -181,7 +181,7 @@ RSpec.describe "Killer on the Redis deployments Sidekiq runs on" do
         old = @cluster.failover!
         expect(@cluster.master_port).not_to eq(old)
         second = run_and_cancel(console)
-        sleep 0.05 until spec_redis.call("PTTL", "killer:v1:lease:across-failover") > 5000 # renewed there
+        wait_for(10, "a renewal on the new master") { spec_redis.call("PTTL", "killer:v1:lease:across-failover") > 5000 }
         :held_throughout
       end
       expect(held).to eq(:held_throughout)
