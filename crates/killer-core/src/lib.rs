@@ -18,6 +18,7 @@ mod client;
 mod error;
 mod event;
 mod fork;
+mod lane;
 mod lease;
 mod link;
 mod memory;

@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, Notify};
 use tokio::task::AbortHandle;
 
 use crate::event::Event;
+use crate::lane::Lane;
 use crate::lease::Leases;
 use crate::link::Link;
 use crate::memory_watch::MemoryWatch;
@@ -41,6 +42,8 @@ pub(crate) struct Shared {
     memory: OnceLock<Arc<MemoryWatch>>,
     /// The GVL express lane's kicker, if the binding gave one.
     pub(crate) kicker: OnceLock<Kicker>,
+    /// Deliveries the express lane kicks for.
+    pub(crate) lane: Lane,
     /// Deadline timers of running jobs, aborted when the job ends so that
     /// long timeouts do not pile up sleeping tasks.
     timers: Mutex<HashMap<u64, AbortHandle>>,
@@ -72,6 +75,7 @@ impl Shared {
             events,
             memory: OnceLock::new(),
             kicker: OnceLock::new(),
+            lane: Lane::default(),
             timers: Mutex::new(HashMap::new()),
             parent_watched: AtomicBool::new(false),
             cap_warned: AtomicBool::new(false),
@@ -117,5 +121,24 @@ impl Shared {
 
     pub(crate) fn ttl(&self) -> Duration {
         self.settings.cancel_ttl
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::redis_config::RedisConfig;
+
+    /// A Shared that talks to nobody (nothing connects until a task runs).
+    pub(crate) fn shared() -> Shared {
+        let settings = Settings::new(
+            RedisConfig::from_url("redis://127.0.0.1:1/0").expect("a valid URL"),
+            "killer:",
+        );
+        let keys = settings.validate().expect("default settings");
+        let link = Link::new(&settings).expect("a link");
+        let (events, _) = crossbeam_channel::unbounded();
+        let (writes, _) = mpsc::unbounded_channel();
+        Shared::new(settings, keys, link, events, writes)
     }
 }

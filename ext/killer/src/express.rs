@@ -15,13 +15,23 @@ pub(crate) const AVAILABLE: bool = cfg!(ruby_gte_3_3);
 #[cfg(ruby_gte_3_3)]
 mod lane {
     use std::ffi::c_void;
-    use std::sync::{Arc, OnceLock};
+    use std::sync::{Arc, OnceLock, RwLock};
 
     use killer_core::Kicker;
 
     /// The one preregistered job, for the process's life (a finite VM
     /// resource: registered once, whatever the number of watchers).
     static HANDLE: OnceLock<Option<rb_sys::rb_postponed_job_handle_t>> = OnceLock::new();
+
+    /// Whether the VM has passed away. The kicks come from a thread Ruby
+    /// does not know, which may outlive the VM at exit (a delivery pending
+    /// in a console that exits): the trigger reads the VM, so it is never
+    /// called once the VM is gone, nor while it goes.
+    static VM_GONE: RwLock<bool> = RwLock::new(false);
+
+    unsafe extern "C" fn vm_gone(_: *mut rb_sys::ruby_vm_t) {
+        *VM_GONE.write().unwrap_or_else(|p| p.into_inner()) = true;
+    }
 
     unsafe extern "C" fn nothing(_: *mut c_void) -> *mut c_void {
         std::ptr::null_mut()
@@ -47,14 +57,19 @@ mod lane {
             let h = unsafe {
                 rb_sys::rb_postponed_job_preregister(0, Some(yield_gvl), std::ptr::null_mut())
             };
+            // SAFETY: as above; runs `vm_gone` in ruby_vm_destruct.
+            unsafe { rb_sys::ruby_vm_at_exit(Some(vm_gone)) };
             // POSTPONED_JOB_HANDLE_INVALID is UINT_MAX (a macro, not in the bindings).
             (h != rb_sys::rb_postponed_job_handle_t::MAX).then_some(h)
         });
         let handle = handle?;
         Some(Arc::new(move || {
-            // SAFETY: async-signal-safe and callable from any thread, with a
-            // handle the VM gave us.
-            unsafe { rb_sys::rb_postponed_job_trigger(handle) }
+            let gone = VM_GONE.read().unwrap_or_else(|p| p.into_inner());
+            if !*gone {
+                // SAFETY: callable from any thread, with a handle the VM gave
+                // us, while the VM lives (the read lock holds off its end).
+                unsafe { rb_sys::rb_postponed_job_trigger(handle) }
+            }
         }))
     }
 }
