@@ -106,7 +106,11 @@ module Killer
     # unregister: once the wrapper has removed the job, no raise can follow.
     def deliver(event)
       klass = event.reason == :timeout ? Timeout : Cancelled
-      @jobs.deliver(event.token, klass.new(jid: event.jid, attempt: event.attempt, token: event.token))
+      @jobs.deliver(event.token, klass.new(jid: event.jid, attempt: event.attempt, token: event.token)) do |thread|
+        # Before the raise: from it until the job has left, the express
+        # lane's kicks leave this thread alone.
+        @native.express_unwinding(thread.native_thread_id || 0) if Native::EXPRESS
+      end
       return unless event.reason == :cancel
 
       Instrumentation.emit("cancel_delivered", event.jid) do

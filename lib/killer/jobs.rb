@@ -22,12 +22,13 @@ module Killer
     end
 
     # Raises `exception` into the thread of job `token` if it still runs
-    # there; false if it does not.
+    # there (yielding the thread first); false if it does not.
     def deliver(token, exception)
       @lock.synchronize do
         thread = @threads[token]
         return false unless thread
 
+        yield thread if block_given?
         thread.raise(exception)
         true
       end

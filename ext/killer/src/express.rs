@@ -8,6 +8,13 @@
 //! raises nothing; it yields with `rb_thread_call_without_gvl2`, which does
 //! not check interrupts (a raise landing then would be swallowed inside a
 //! postponed job). On older Rubies there is no such entry point: no lane.
+//!
+//! A kick lands on whichever thread holds the GVL, and that includes the
+//! two threads a stop is waiting for: the dispatcher about to raise, and
+//! the job's thread unwinding from it. Each would then queue behind every
+//! CPU-bound thread again (a few ms per kick, tens of ms in all, measured).
+//! So those two are spared: the job returns at once on the dispatcher's
+//! thread, and on a thread just raised into until its job has left.
 
 /// Whether this build has the lane (built against Ruby ≥ 3.3).
 pub(crate) const AVAILABLE: bool = cfg!(ruby_gte_3_3);
@@ -15,6 +22,7 @@ pub(crate) const AVAILABLE: bool = cfg!(ruby_gte_3_3);
 #[cfg(ruby_gte_3_3)]
 mod lane {
     use std::ffi::c_void;
+    use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
     use std::sync::{Arc, OnceLock, RwLock};
 
     use killer_core::Kicker;
@@ -29,6 +37,68 @@ mod lane {
     /// called once the VM is gone, nor while it goes.
     static VM_GONE: RwLock<bool> = RwLock::new(false);
 
+    /// The dispatcher's OS thread, and threads just raised into (a ring:
+    /// more stops at once than slots only costs the oldest its sparing).
+    /// Written and read by Ruby threads holding the GVL; 0 is empty.
+    static DISPATCHER: AtomicU64 = AtomicU64::new(0);
+    static UNWINDING: [AtomicU64; 16] = [const { AtomicU64::new(0) }; 16];
+    static NEXT_SLOT: AtomicUsize = AtomicUsize::new(0);
+
+    /// This OS thread's id as Ruby's `Thread#native_thread_id` gives it;
+    /// 0 where neither call exists (nothing is then spared).
+    fn this_thread() -> u64 {
+        thread_local! {
+            static TID: u64 = os_thread_id();
+        }
+        TID.with(|t| *t)
+    }
+
+    #[cfg(target_os = "linux")]
+    fn os_thread_id() -> u64 {
+        // SAFETY: gettid(2) has no preconditions.
+        unsafe { libc::gettid() as u64 }
+    }
+
+    #[cfg(target_os = "macos")]
+    fn os_thread_id() -> u64 {
+        let mut id = 0u64;
+        // SAFETY: a null thread means the calling one; `id` is valid.
+        unsafe { libc::pthread_threadid_np(0 as libc::pthread_t, &mut id) };
+        id
+    }
+
+    #[cfg(not(any(target_os = "linux", target_os = "macos")))]
+    fn os_thread_id() -> u64 {
+        0
+    }
+
+    pub(crate) fn dispatcher_here() {
+        DISPATCHER.store(this_thread(), Relaxed);
+    }
+
+    pub(crate) fn unwinding(tid: u64) {
+        if tid == 0 {
+            return;
+        }
+        let slot = NEXT_SLOT.fetch_add(1, Relaxed) % UNWINDING.len();
+        UNWINDING[slot].store(tid, Relaxed);
+    }
+
+    /// The job on this thread has left: kicks move it along again.
+    pub(crate) fn job_left() {
+        let me = this_thread();
+        for slot in &UNWINDING {
+            if slot.load(Relaxed) == me {
+                slot.store(0, Relaxed);
+            }
+        }
+    }
+
+    fn spared() -> bool {
+        let me = this_thread();
+        me != 0 && DISPATCHER.load(Relaxed) == me || UNWINDING.iter().any(|s| s.load(Relaxed) == me)
+    }
+
     unsafe extern "C" fn vm_gone(_: *mut rb_sys::ruby_vm_t) {
         *VM_GONE.write().unwrap_or_else(|p| p.into_inner()) = true;
     }
@@ -38,6 +108,9 @@ mod lane {
     }
 
     unsafe extern "C" fn yield_gvl(_: *mut c_void) {
+        if spared() {
+            return;
+        }
         // SAFETY: called by the VM on a Ruby thread holding the GVL, as a
         // postponed job; releases it for a function that does nothing.
         unsafe {
@@ -75,9 +148,21 @@ mod lane {
 }
 
 #[cfg(ruby_gte_3_3)]
-pub(crate) use lane::kicker;
+pub(crate) use lane::{dispatcher_here, job_left, kicker, unwinding};
 
 #[cfg(not(ruby_gte_3_3))]
 pub(crate) fn kicker() -> Option<killer_core::Kicker> {
     None
 }
+
+/// The calling thread is the dispatcher (spared by kicks).
+#[cfg(not(ruby_gte_3_3))]
+pub(crate) fn dispatcher_here() {}
+
+/// OS thread `tid` was just raised into (spared until its job has left).
+#[cfg(not(ruby_gte_3_3))]
+pub(crate) fn unwinding(_tid: u64) {}
+
+/// The job on the calling thread has left.
+#[cfg(not(ruby_gte_3_3))]
+pub(crate) fn job_left() {}

@@ -141,6 +141,7 @@ impl Watcher {
         } else {
             Outcome::Finished
         };
+        express::job_left();
         rb_self
             .core
             .job_finished(token, outcome)
@@ -150,6 +151,13 @@ impl Watcher {
     /// When the cancel for `id` was recorded (ms since the epoch), or nil.
     fn requested_at(&self, id: String) -> Option<u64> {
         self.core.requested_at(&id)
+    }
+
+    /// The dispatcher has just raised into the OS thread `tid` (Ruby's
+    /// `Thread#native_thread_id`): the express lane lets it unwind without
+    /// kicking it back in the GVL's queue. Nothing below Ruby 3.3.
+    fn express_unwinding(&self, tid: u64) {
+        express::unwinding(tid);
     }
 
     /// What is stopping job `token`: a `Killer::Native::Stop` (jid,
@@ -170,6 +178,7 @@ impl Watcher {
     /// timed out or Ruby woke it.
     fn next_events(ruby: &Ruby, rb_self: &Self, timeout: f64) -> Result<RArray, Error> {
         let timeout = errors::seconds(ruby, "timeout", timeout)?.min(Duration::from_secs(3600));
+        express::dispatcher_here();
         let events = &rb_self.events;
         let waker = &rb_self.waker;
         let mut batch = without_gvl_interruptible(
@@ -296,6 +305,7 @@ pub(crate) fn init(ruby: &Ruby, native: RModule) -> Result<(), Error> {
     class.define_method("job_finished", method!(Watcher::job_finished, 2))?;
     class.define_method("requested_at", method!(Watcher::requested_at, 1))?;
     class.define_method("stop_of", method!(Watcher::stop_of, 1))?;
+    class.define_method("express_unwinding", method!(Watcher::express_unwinding, 1))?;
     class.define_method("next_events", method!(Watcher::next_events, 1))?;
     class.define_method("shutdown", method!(Watcher::shutdown, 0))?;
     class.define_method("running", method!(Watcher::running, 0))?;
