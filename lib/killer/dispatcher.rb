@@ -39,14 +39,28 @@ module Killer
 
     def run
       loop do
-        events = @native.next_events(WAIT) # cancels come first
-        cancels = events.take_while { |event| event.is_a?(Native::Cancel) }
-        cancels.each { |event| handle(event) }
+        break if serve(@native.next_events(WAIT)) == :shutdown # cancels come first
+      end
+    end
+
+    # Handles `events` in order, cancels first; :shutdown if one said so.
+    # Writing a log line gives the GVL away, and taking it back waits behind
+    # every busy thread: a cancel that arrives meanwhile is raised before
+    # the next line, not after the batch.
+    def serve(events)
+      result = nil
+      until events.empty?
+        cancel, other = events.partition { |event| event.is_a?(Native::Cancel) }
+        cancel.each { |event| handle(event) }
         # The interrupted jobs need the GVL to stop; let them have it before
         # spending it on log lines.
-        Thread.pass unless cancels.empty?
-        break if events.drop(cancels.size).map { |event| handle(event) }.include?(:shutdown)
+        Thread.pass unless cancel.empty?
+        break if other.empty?
+
+        result = :shutdown if handle(other.first) == :shutdown
+        events = other.drop(1).concat(@native.ready_events)
       end
+      result
     end
 
     def handle(event)

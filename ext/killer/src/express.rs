@@ -96,7 +96,8 @@ mod lane {
 
     fn spared() -> bool {
         let me = this_thread();
-        me != 0 && DISPATCHER.load(Relaxed) == me || UNWINDING.iter().any(|s| s.load(Relaxed) == me)
+        me != 0
+            && (DISPATCHER.load(Relaxed) == me || UNWINDING.iter().any(|s| s.load(Relaxed) == me))
     }
 
     unsafe extern "C" fn vm_gone(_: *mut rb_sys::ruby_vm_t) {

@@ -63,6 +63,18 @@ fn started(ruby: &Ruby, answer: killer_core::Result<Started>) -> Result<Value, E
     }
 }
 
+/// Events as the dispatcher takes them, cancels first.
+fn to_ruby_events(ruby: &Ruby, mut batch: Vec<Event>) -> Result<RArray, Error> {
+    batch.sort_by_key(|e| !matches!(e, Event::Cancel { .. }));
+    let out = ruby.ary_new_capa(batch.len());
+    for event in batch {
+        if let Some(value) = events::event(ruby, event)? {
+            out.push(value)?;
+        }
+    }
+    Ok(out)
+}
+
 fn timeout(ruby: &Ruby, seconds: Option<f64>) -> Result<Option<Duration>, Error> {
     seconds
         .map(|t| errors::seconds(ruby, "timeout", t))
@@ -195,14 +207,15 @@ impl Watcher {
         // Taking the GVL back can take a whole timeslice; whatever arrived
         // meanwhile (a cancel, typically) is served in this same turn.
         batch.extend(events.try_iter().take(MAX_BATCH));
-        batch.sort_by_key(|e| !matches!(e, Event::Cancel { .. }));
-        let out = ruby.ary_new_capa(batch.len());
-        for event in batch {
-            if let Some(value) = events::event(ruby, event)? {
-                out.push(value)?;
-            }
-        }
-        Ok(out)
+        to_ruby_events(ruby, batch)
+    }
+
+    /// The events queued now, cancels first, without waiting and without
+    /// giving the GVL away: the dispatcher asks between two slower events
+    /// (writing a log line gives the GVL away), so that a cancel arriving
+    /// meanwhile is raised before the next one.
+    fn ready_events(ruby: &Ruby, rb_self: &Self) -> Result<RArray, Error> {
+        to_ruby_events(ruby, rb_self.events.try_iter().take(MAX_BATCH).collect())
     }
 
     /// Stops the watcher (bounded wait, GVL released) and wakes the dispatcher.
@@ -305,6 +318,7 @@ pub(crate) fn init(ruby: &Ruby, native: RModule) -> Result<(), Error> {
     class.define_method("job_finished", method!(Watcher::job_finished, 2))?;
     class.define_method("requested_at", method!(Watcher::requested_at, 1))?;
     class.define_method("stop_of", method!(Watcher::stop_of, 1))?;
+    class.define_method("ready_events", method!(Watcher::ready_events, 0))?;
     class.define_method("express_unwinding", method!(Watcher::express_unwinding, 1))?;
     class.define_method("next_events", method!(Watcher::next_events, 1))?;
     class.define_method("shutdown", method!(Watcher::shutdown, 0))?;
