@@ -189,7 +189,7 @@ module Killer
     # between items.
     def checkpoint!
       frame = Thread.current[:killer_job]
-      return unless frame&.cancellable
+      return unless frame.is_a?(Runtime::Frame)
 
       stop = configuration.runtime_if_started&.stop_of(frame)
       return unless stop

@@ -4,8 +4,9 @@ module Killer
   # Where a job enters Killer's protection; shared by Cancellable and
   # CancelMiddleware (MemoryMiddleware registers jobs too, see there). The
   # first wrapper of a job registers it with the core; inner ones find its
-  # Frame on the thread and only open the body's window (or arm the job,
-  # when the outer wrapper could not know it was cancellable).
+  # Frame on the thread and only open the body's window, or find the bare
+  # token of a job MemoryMiddleware registered only to measure and arm it
+  # (the outer wrapper could not know it was cancellable).
   module Guard
     module_function
 
@@ -20,12 +21,12 @@ module Killer
       timeout, on_timeout = JobOptions.resolve(options)
       # An anonymous class has no name; its inspect still tells a reader what it was.
       name = class_name.to_s
-      if frame
-        return runtime.body(frame, name, on_timeout, timeout, &block) if frame.cancellable
-
-        return runtime.armed(frame, ids, timeout) { runtime.body(frame, name, on_timeout, timeout, &block) }
+      if frame.is_a?(Integer) # the token of a job registered only to be measured
+        return runtime.armed(frame, ids, name, timeout) { |f| runtime.body(f, name, on_timeout, timeout, &block) }
       end
-      runtime.run_job(ids, name, true, timeout) { |f| runtime.body(f, name, on_timeout, timeout, &block) }
+      return runtime.body(frame, name, on_timeout, timeout, &block) if frame
+
+      runtime.run_job(ids, name, timeout) { |f| runtime.body(f, name, on_timeout, timeout, &block) }
     end
 
     # Every id Killer.cancel may name a Sidekiq job hash by: its jid, and

@@ -33,9 +33,10 @@ module Killer
       return yield unless runtime
 
       runtime.enable_memory(@options)
-      cancellable = worker.is_a?(Cancellable) || Killer.configuration.cancel_middleware
-      timeout = cancellable ? JobOptions.resolve(job["killer"]).first : nil
-      runtime.run_job(Guard.ids_of(job), job["wrapped"] || job["class"], cancellable, timeout, &block)
+      class_name = job["wrapped"] || job["class"]
+      return runtime.measure(Guard.ids_of(job), class_name, &block) unless worker.is_a?(Cancellable) || Killer.configuration.cancel_middleware
+
+      runtime.run_job(Guard.ids_of(job), class_name, JobOptions.resolve(job["killer"]).first, &block)
     end
 
     # Sidekiq's startup event: builds every MemoryMiddleware in the chain

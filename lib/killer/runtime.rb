@@ -7,10 +7,12 @@ module Killer
   # server process (Killer.configuration.runtime); none in consoles or web
   # processes.
   class Runtime
-    # A job on its thread, as Killer's wrappers pass it along: the core's
-    # token, whether a stop may reach it, whether its body is running, and
-    # what stopped it. One per job, for the thread that runs it.
-    Frame = Struct.new(:token, :cancellable, :in_body, :stopped)
+    # A cancellable job on its thread, as Killer's wrappers pass it along:
+    # the core's token, whether its body is running, and what stopped it.
+    # One per job, in Thread.current[:killer_job]; a job only measured holds
+    # its bare token there instead (nothing allocated) until an inner
+    # wrapper arms it.
+    Frame = Struct.new(:token, :in_body, :stopped)
 
     # Interrupt masks, frozen once (no Hash allocated per job), as Sidekiq's
     # processor keeps its own.
@@ -98,65 +100,78 @@ module Killer
       @native.stop_of(frame.token)
     end
 
-    # The first of Killer's wrappers around a job (Killer::Guard,
+    # The first of Killer's wrappers around a cancellable job (Killer::Guard,
     # MemoryMiddleware) registers it with the core — one native call —,
     # runs the block with stops deferred, and reports how the job ended —
-    # one more. The block gets the job's Frame; a cancellable job's body
-    # runs in #body, the only place a stop can land, so a stop never lands
-    # in Sidekiq's code, in another middleware, or in the next job on this
+    # one more. The block gets the job's Frame; the job's body runs in
+    # #body, the only place a stop can land, so a stop never lands in
+    # Sidekiq's code, in another middleware, or in the next job on this
     # thread. The job leaves the thread table before a raise queued at that
     # instant is drained. Returns the block's value, or nil if a cancel
     # recorded before the job started skipped it (Sidekiq then acknowledges
     # it: no retry, no Dead set).
-    def run_job(ids, class_name, cancellable, timeout, &block)
-      return measure(ids, class_name, &block) unless cancellable
-
+    def run_job(ids, class_name, timeout, &block)
       Thread.handle_interrupt(DEFER_STOPS) do
-        started = start(ids, class_name, true, timeout) { return Killer.start.run_job(ids, class_name, true, timeout, &block) }
+        started = start(ids, class_name, timeout) { return Killer.start.run_job(ids, class_name, timeout, &block) }
         return skipped(started, class_name) if started.is_a?(String) # cancelled before it started
 
-        frame = Frame.new(started, true, false, nil)
+        frame = Frame.new(started, false, nil)
         Thread.current[:killer_job] = frame
         begin
           registered(frame) { yield frame }
         ensure
           Thread.current[:killer_job] = nil
           requested_at = @native.job_finished(started, frame.stopped.instance_of?(Cancelled))
-          cancel_done(frame, ids.first, class_name, requested_at) if requested_at || frame.stopped
+          cancel_done(frame.stopped, ids.first, class_name, requested_at) if requested_at || frame.stopped
         end
-      end
-    end
-
-    # An inner wrapper makes the job of `frame`, registered only to be
-    # measured, cancellable: the outer wrapper could not know (an ActiveJob
-    # class inside Sidekiq's JobWrapper). From here to the block's end the
-    # job's thread is in the table, stops deferred outside its body, as in
-    # #run_job. nil, without running the block, if a cancel recorded before
-    # the body started skips it.
-    def armed(frame, ids, timeout)
-      Thread.handle_interrupt(DEFER_STOPS) do
-        if @native.arm(frame.token, ids, timeout).is_a?(String)
-          frame.stopped = :skipped # reported as cancelled when the job ends
-          return nil
-        end
-        frame.cancellable = true
-        registered(frame) { yield }
       end
     end
 
     # A job a cancel may not stop (MemoryMiddleware's, for a class without
     # Killer::Cancellable): registered and reported, nothing raised into it,
-    # so no thread table and no interrupt mask.
+    # so no thread table, no interrupt mask, and no Frame unless an inner
+    # wrapper arms it (#armed): the cheapest path, taken by most jobs of a
+    # process that only recycles.
     def measure(ids, class_name)
-      started = start(ids, class_name, false, nil) { return Killer.start.run_job(ids, class_name, false, nil) { |f| yield f } }
-      frame = Frame.new(started, false, false, nil)
-      Thread.current[:killer_job] = frame
+      started = begin
+        @native.job_started(ids, class_name, false, nil)
+      rescue ForkError # a forked child's first job: a runtime of its own
+        return Killer.start.measure(ids, class_name) { yield }
+      end
+      thread = Thread.current
+      thread[:killer_job] = started
       begin
-        yield frame
+        yield
       ensure
-        Thread.current[:killer_job] = nil
-        requested_at = @native.job_finished(started, frame.stopped == :skipped)
-        cancel_done(frame, ids.first, class_name, requested_at) if requested_at || frame.stopped
+        armed = thread[:killer_job]
+        thread[:killer_job] = nil
+        if armed.is_a?(Frame) # an inner wrapper armed it
+          stopped = armed.stopped
+          requested_at = @native.job_finished(started, stopped.instance_of?(Cancelled))
+          cancel_done(stopped, ids.first, class_name, requested_at) if requested_at || stopped
+        else
+          requested_at = @native.job_finished(started, false)
+          cancel_done(nil, ids.first, class_name, requested_at) if requested_at
+        end
+      end
+    end
+
+    # An inner wrapper makes job `token`, registered by #measure only to be
+    # measured, cancellable: the outer wrapper could not know (an ActiveJob
+    # class inside Sidekiq's JobWrapper). From here to the block's end the
+    # job has a Frame (which #measure reads as the job ends) and its thread
+    # is in the table, stops deferred outside its body, as in #run_job. The
+    # block gets the Frame. nil, without running the block, if a cancel
+    # recorded before the body started skips it (the core has logged and
+    # written that; the job then ends as measured only).
+    def armed(token, ids, class_name, timeout)
+      Thread.handle_interrupt(DEFER_STOPS) do
+        started = @native.arm(token, ids, timeout)
+        return skipped(started, class_name) if started.is_a?(String) # cancelled before its body started
+
+        frame = Frame.new(token, false, nil)
+        Thread.current[:killer_job] = frame
+        registered(frame) { yield frame }
       end
     end
 
@@ -215,8 +230,8 @@ module Killer
     # The core's answer to a job starting (a token, or the id of a cancel
     # recorded before it); in a forked child, whose runtime is the
     # parent's, the block's (a new runtime's).
-    def start(ids, class_name, cancellable, timeout)
-      @native.job_started(ids, class_name, cancellable, timeout)
+    def start(ids, class_name, timeout)
+      @native.job_started(ids, class_name, true, timeout)
     rescue ForkError
       yield
     end
@@ -260,18 +275,17 @@ module Killer
       nil
     end
 
-    # cancel_done for a job a cancel named: stopped by it, skipped by it
-    # (an inner wrapper's ids), or ended first. A deadline is `timeout`'s.
-    def cancel_done(frame, jid, class_name, requested_at)
-      outcome = case frame.stopped
-                when :skipped then :skipped_before_start
+    # cancel_done for a job a cancel named: `stopped` by it, or ended
+    # first. A deadline is `timeout`'s.
+    def cancel_done(stopped, jid, class_name, requested_at)
+      outcome = case stopped
                 when Timeout then nil
                 when Cancelled then :cancelled
                 else requested_at && :finished_first
                 end
       return unless outcome
 
-      jid = frame.stopped.jid if frame.stopped.is_a?(Cancelled) && frame.stopped.jid
+      jid = stopped.jid if stopped.is_a?(Cancelled) && stopped.jid
       Instrumentation.emit("cancel_done", jid) do
         { jid: jid, class: class_name, outcome: outcome, latency: Instrumentation.since(requested_at) }
       end

@@ -101,45 +101,59 @@ impl Watcher {
         let now = Instant::now();
         let started = self.shared.registry().start(job, memory_start, now);
         match (&started, cancel_class) {
-            (Started::Cancelled(id), Some(class)) => {
-                let switched = self
-                    .shared
-                    .registry()
-                    .switch_of(&class, now)
-                    .map(|s| s.who());
-                match switched {
-                    Some(who) => {
-                        info!(jid = %id, event = "cancel.class_skipped", class, "class {class} is cancelled{who}; not running this job")
-                    }
-                    None => {
-                        info!(jid = %id, event = "cancel.before_start", class, "cancelled before it started; not running it")
-                    }
-                }
-                self.shared
-                    .write(vec![id.clone()], JobStatus::Cancelled, &class);
-            }
+            (Started::Cancelled(id), Some(class)) => self.skipped(id, class, now),
             (Started::Run(token), _) if timed => self.arm_deadline(*token, now),
             _ => {}
         }
         Ok(started)
     }
 
+    /// A job is not run: a cancel recorded for `id` before it started, or
+    /// its class switched off. Logged, and `id`'s status written.
+    fn skipped(&self, id: &str, class: String, now: Instant) {
+        let switched = self
+            .shared
+            .registry()
+            .switch_of(&class, now)
+            .map(|s| s.who());
+        match switched {
+            Some(who) => {
+                info!(jid = %id, event = "cancel.class_skipped", class, "class {class} is cancelled{who}; not running this job")
+            }
+            None => {
+                info!(jid = %id, event = "cancel.before_start", class, "cancelled before it started; not running it")
+            }
+        }
+        self.shared
+            .write(vec![id.to_owned()], JobStatus::Cancelled, &class);
+    }
+
     /// Makes a running job, registered by an outer wrapper only to be
     /// measured, cancellable under `ids` (an inner wrapper knew what the
     /// outer one could not: an ActiveJob class inside Sidekiq's JobWrapper).
     /// `Started::Cancelled` if a cancel for one of the ids was recorded:
-    /// the body must not run.
+    /// the body must not run (logged and written as for `job_started`; the
+    /// job then ends as measured only).
     pub fn arm(&self, token: u64, ids: Vec<String>, timeout: Option<Duration>) -> Result<Started> {
         self.check_fork()?;
         let now = Instant::now();
-        let armed = self.shared.registry().arm(token, ids, timeout, now);
-        match armed {
-            Some(Started::Run(token)) => {
+        let (armed, class) = {
+            let mut registry = self.shared.registry();
+            (
+                registry.arm(token, ids, timeout, now),
+                registry.class_of(token),
+            )
+        };
+        match (armed, class) {
+            (Some(Started::Run(token)), _) => {
                 self.arm_deadline(token, now);
                 Ok(Started::Run(token))
             }
-            Some(cancelled) => Ok(cancelled),
-            None => Err(Error::Runtime(format!("no running job with token {token}"))),
+            (Some(Started::Cancelled(id)), Some(class)) => {
+                self.skipped(&id, class, now);
+                Ok(Started::Cancelled(id))
+            }
+            _ => Err(Error::Runtime(format!("no running job with token {token}"))),
         }
     }
 
