@@ -11,9 +11,13 @@
 # Each figure is the median of BENCH_ROUNDS processes, the setups taking
 # turns so that drift on the machine hits them alike; a process's CPU time
 # over its jobs (after a warm-up) is steadier than wall-clock on a shared
-# machine.
+# machine, but still moves by tens of percent between processes. With
+# BENCH_INSTRUCTIONS=1 (needs valgrind), a second table counts the
+# instructions each job executes (callgrind, every thread of the process,
+# the difference between a run of 30,000 jobs and one of 10,000): the same
+# on every run, so a change of a few hundred instructions shows.
 #
-#   ruby -Ilib bench/job_overhead.rb      # BENCH_JOBS=200000 BENCH_ROUNDS=7 BENCH_BEFORE=
+#   ruby -Ilib bench/job_overhead.rb      # BENCH_JOBS=200000 BENCH_ROUNDS=7 BENCH_BEFORE= BENCH_INSTRUCTIONS=
 $LOAD_PATH.unshift(File.expand_path("../lib", __dir__))
 require "etc"
 require "open3"
@@ -46,6 +50,21 @@ end
 
 def median(values) = values.sort[values.size / 2]
 
+# Instructions the process executes for `jobs` jobs of `variant` (and its
+# start, which the difference of two runs cancels out).
+def instructions(lib, variant, jobs, url)
+  out, status = Open3.capture2e({ "RUBYLIB" => nil }, "valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+                                "ruby", "-I", lib, WORKER, variant, jobs.to_s, url)
+  raise "valgrind #{variant} failed:\n#{out}" unless status.success?
+
+  Integer(out[/Collected : (\d+)/, 1])
+end
+
+# The worker runs a tenth more jobs to warm up.
+def instructions_per_job(lib, variant, url)
+  (instructions(lib, variant, 30_000, url) - instructions(lib, variant, 10_000, url)) / 22_000
+end
+
 url, redis_pid = ThrowawayRedis.start
 libs = { "this checkout" => File.join(ROOT, "lib") }
 libs = { "before (#{BEFORE})" => before_lib(BEFORE) }.merge(libs) unless BEFORE.empty?
@@ -61,6 +80,10 @@ ROUNDS.times do
     end
   end
 end
+counted = {}
+if ENV["BENCH_INSTRUCTIONS"] == "1"
+  libs.each { |label, lib| VARIANTS.each_key { |v| counted[[label, v]] = instructions_per_job(lib, v, url) } }
+end
 ThrowawayRedis.stop(redis_pid)
 
 puts "| gem | job | CPU µs/job | Killer's own (µs/job) | native calls per job |"
@@ -72,6 +95,18 @@ libs.each_key do |label|
     calls = samples[[label, variant]].first.last
     own = variant == "plain" ? "—" : format("%+.2f", cpu - plain)
     puts format("| %s | %s | %.2f | %s | %s |", label, name, cpu, own, calls.zero? ? "0" : calls.round(1).to_s)
+  end
+end
+unless counted.empty?
+  puts
+  puts "| gem | job | instructions/job | Killer's own |"
+  puts "|---|---|---|---|"
+  libs.each_key do |label|
+    plain = counted[[label, "plain"]]
+    VARIANTS.each do |variant, name|
+      own = variant == "plain" ? "—" : format("%+d", counted[[label, variant]] - plain)
+      puts format("| %s | %s | %d | %s |", label, name, counted[[label, variant]], own)
+    end
   end
 end
 puts
