@@ -44,7 +44,7 @@ module Killer
     # What the native runtime needs. `sidekiq_timeout` is Sidekiq's -t.
     def to_native(sidekiq_timeout:, hostname:, cannot_signal:)
       {
-        "soft_bytes" => soft_bytes, "hard_bytes" => hard_rss_mb && (hard_rss_mb * 1024 * 1024).to_i,
+        "soft_bytes" => soft_bytes, "soft_percent" => max_memory_percent&.to_f, "hard_bytes" => hard_rss_mb && (hard_rss_mb * 1024 * 1024).to_i,
         "grace" => grace.to_f, "min_uptime" => min_uptime.to_f, "drain_timeout" => drain_timeout.to_f,
         # SIGKILL never before Sidekiq's own timeout + 5 s, so it can push unfinished jobs back.
         "kill_after" => [shutdown_wait, sidekiq_timeout + 5].max.to_f,

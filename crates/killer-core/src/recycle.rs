@@ -16,6 +16,9 @@ use crate::event::LogLevel;
 pub struct Limits {
     /// Over this for `grace`: recycle.
     pub soft: u64,
+    /// `soft` as a share of the cgroup's limit (max_memory_percent), when
+    /// set that way: log lines name the option the user wrote.
+    pub soft_percent: Option<f64>,
     /// Over this: recycle now.
     pub hard: Option<u64>,
     pub grace: Duration,
@@ -30,6 +33,17 @@ pub struct Limits {
     pub gc_before_restart: bool,
     /// How soon a refused or unknown permit is asked for again.
     pub retry_every: Duration,
+}
+
+impl Limits {
+    /// The soft limit as the user set it: "max_rss_mb 400 MB", or
+    /// "max_memory_percent 50% (400 MB)".
+    fn soft_label(&self) -> String {
+        match self.soft_percent {
+            Some(percent) => format!("max_memory_percent {percent}% ({} MB)", mb(self.soft)),
+            None => format!("max_rss_mb {} MB", mb(self.soft)),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -175,9 +189,9 @@ impl Recycler {
                 Step::log(
                     LogLevel::Info,
                     format!(
-                        "memory {} MB is over max_rss_mb {} MB; recycling in {:.0}s unless it drops",
+                        "memory {} MB is over {}; recycling in {:.0}s unless it drops",
                         mb(bytes),
-                        mb(soft),
+                        self.limits.soft_label(),
                         self.limits.grace.as_secs_f64()
                     ),
                 )
@@ -187,15 +201,15 @@ impl Recycler {
             {
                 self.phase = Phase::Running;
                 self.gc_tried = false;
-                Step::log(LogLevel::Info, format!("memory {} MB is back under max_rss_mb {} MB", mb(bytes), mb(soft)))
+                Step::log(LogLevel::Info, format!("memory {} MB is back under {}", mb(bytes), self.limits.soft_label()))
             }
             (Phase::OverLimit { since }, Input::Sample { bytes, .. })
                 if over_hard(bytes) || now.duration_since(since) >= self.limits.grace =>
             {
                 let reason = format!(
-                    "memory {} MB over max_rss_mb {} MB for {:.0}s",
+                    "memory {} MB over {} for {:.0}s",
                     mb(bytes),
-                    mb(soft),
+                    self.limits.soft_label(),
                     now.duration_since(since).as_secs_f64()
                 );
                 self.decide(reason, now, uptime)
@@ -208,7 +222,7 @@ impl Recycler {
                 if bytes <= soft && !over_hard(bytes) && !self.forced {
                     self.phase = Phase::Running;
                     self.gc_tried = false;
-                    Step::log(LogLevel::Info, format!("a full GC brought memory back to {} MB, under max_rss_mb {} MB; not recycling", mb(bytes), mb(soft)))
+                    Step::log(LogLevel::Info, format!("a full GC brought memory back to {} MB, under {}; not recycling", mb(bytes), self.limits.soft_label()))
                 } else {
                     self.phase = Phase::AwaitingPermit;
                     Step::act(Action::AskPermit, LogLevel::Info, format!("still {} MB after a full GC; asking for a restart slot", mb(bytes)))
@@ -290,6 +304,7 @@ mod tests {
     fn limits() -> Limits {
         Limits {
             soft: 100 * MB,
+            soft_percent: None,
             hard: Some(200 * MB),
             grace: Duration::from_secs(10),
             min_uptime: Duration::from_secs(60),
@@ -328,6 +343,26 @@ mod tests {
     fn drive(r: &mut Recycler, c: &mut Clock, secs: u64, input: Input) -> Step {
         let (now, up) = c.advance(secs);
         r.step(input, now, up)
+    }
+
+    #[test]
+    fn a_limit_set_as_a_share_of_the_cgroup_is_named_so() {
+        let percent = Limits {
+            soft_percent: Some(50.0),
+            ..limits()
+        };
+        let (mut r, mut c) = (Recycler::new(percent), Clock::new());
+        let over = drive(&mut r, &mut c, 0, sample(150, 2)).log.unwrap().1;
+        assert!(
+            over.contains("over max_memory_percent 50% (100 MB)"),
+            "{over}"
+        );
+        assert!(!over.contains("max_rss_mb"), "{over}");
+        let back = drive(&mut r, &mut c, 1, sample(90, 2)).log.unwrap().1;
+        assert!(
+            back.contains("back under max_memory_percent 50% (100 MB)"),
+            "{back}"
+        );
     }
 
     #[test]

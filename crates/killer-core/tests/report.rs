@@ -93,6 +93,7 @@ fn the_overview_pairs_each_cancel_with_its_outcome_and_reads_reports_and_recycle
     let (w, rx, client) = start(&redis, "host-b");
     let limits = Limits {
         soft: 1, // always over: the first sample is a recycle step
+        soft_percent: None,
         hard: None,
         grace: Duration::from_secs(3600),
         min_uptime: Duration::ZERO,

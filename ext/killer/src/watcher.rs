@@ -237,6 +237,7 @@ impl Watcher {
         let settings = MemorySettings {
             limits: Limits {
                 soft: opts.fetch::<_, u64>("soft_bytes")?,
+                soft_percent: opts.fetch::<_, Option<f64>>("soft_percent")?,
                 hard: opts.fetch::<_, Option<u64>>("hard_bytes")?,
                 grace: secs("grace")?,
                 min_uptime: secs("min_uptime")?,
