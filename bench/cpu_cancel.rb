@@ -9,7 +9,7 @@
 # sample by sample so drift hits both alike. On Ruby < 3.3 both rows are the
 # same code (Killer::Native::EXPRESS is false).
 #
-#   ruby -Ilib bench/cpu_cancel.rb          # BENCH_SAMPLES=20
+#   ruby -Ilib bench/cpu_cancel.rb          # BENCH_SAMPLES=20 BENCH_CASES=1,3,10,9+1
 $LOAD_PATH.unshift(File.expand_path("../lib", __dir__))
 require "etc"
 require "killer"
@@ -20,7 +20,8 @@ Redis.silence_deprecations = true if Redis.respond_to?(:silence_deprecations=)
 SAMPLES = Integer(ENV.fetch("BENCH_SAMPLES", "20"))
 APP = File.expand_path("support/cpu_app.rb", __dir__)
 LIB = File.expand_path("../lib", __dir__)
-CASES = [[1, 0], [3, 0], [10, 0], [9, 1]].freeze # [CPU-bound jobs, IO-bound target?]
+# [CPU-bound jobs, IO-bound target?]: "9+1" is 9 CPU-bound beside an IO-bound target.
+CASES = ENV.fetch("BENCH_CASES", "1,3,10,9+1").split(",").map { |c| c.split("+").map(&:to_i).then { |cpu, io| [cpu, io.to_i] } }.freeze
 
 include Timing
 
