@@ -124,7 +124,7 @@ RSpec.describe "Killer::MemoryMiddleware in real Sidekiq processes" do
     wait_for(45, "two processes to recycle, one after the other") { @processes.count(&:alive?) == 1 }
     survivor = @processes.find(&:alive?)
     # The last one asks again (every 10 s) and is refused: nobody else is left.
-    wait_for(15, "the refusal") { survivor.log.include?("only 0 other live") }
+    wait_for(15, -> { "the refusal; the survivor's log:\n#{survivor.log}" }) { survivor.log.include?("only 0 other live") }
     sampler.kill
     expect(slots.max).to eq(1)
     expect(survivor.log).to match(/not recycling now: only 0 other live process\(es\).*min_live_processes is 1/)

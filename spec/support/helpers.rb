@@ -1,12 +1,16 @@
 # frozen_string_literal: true
 
 module SpecHelpers
+  # `what` names the condition in the timeout's message; a lambda is called
+  # then, for a message that shows the state at the timeout (a log).
   def wait_for(seconds = 10, what = "condition")
     deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + seconds
     loop do
       value = yield
       return value if value
-      raise "timed out after #{seconds}s waiting for #{what}" if Process.clock_gettime(Process::CLOCK_MONOTONIC) > deadline
+      if Process.clock_gettime(Process::CLOCK_MONOTONIC) > deadline
+        raise "timed out after #{seconds}s waiting for #{what.respond_to?(:call) ? what.call : what}"
+      end
 
       sleep 0.01
     end
