@@ -31,8 +31,10 @@ RSpec.describe "cancelling ActiveJob jobs run by Sidekiq" do
     end
 
     it "never runs the body of a job cancelled before it was enqueued" do
+      running = ExportJob.perform_later(60)
+      wait_started(running.job_id)
       job = ExportJob.new(1)
-      expect(Killer.cancel(job.job_id)).to be(true)
+      expect(cancel_before_start(job.job_id, running: running.job_id)).to eq(:cancelled)
       job.enqueue
       wait_for(15, "the job to be skipped") { Killer.status(job.job_id) == :cancelled }
       # The next job on the same process runs: the skip ended cleanly.

@@ -56,17 +56,16 @@ RSpec.describe "instrumentation events in a real Sidekiq process" do
   end
 
   it "tells a job skipped before its start from one that finished first" do
+    shrugged = ShrugJob.perform_async
+    wait_for(10, "it to start") { events.include?("started:#{shrugged}") }
     skipped = "skip-#{SecureRandom.hex(6)}"
-    Killer.cancel(skipped)
+    cancel_before_start(skipped, running: shrugged)
+    expect(done(shrugged)).to include("class" => "ShrugJob", "outcome" => "finished_first")
+    expect(events).to include("shrugged:#{shrugged}")
+
     Sidekiq::Client.push("class" => "SleepyJob", "args" => [30], "jid" => skipped)
     expect(done(skipped)).to include("class" => "SleepyJob", "outcome" => "skipped_before_start")
     expect(events).not_to include("started:#{skipped}")
-
-    shrugged = ShrugJob.perform_async
-    wait_for(10, "it to start") { events.include?("started:#{shrugged}") }
-    Killer.cancel(shrugged)
-    expect(done(shrugged)).to include("class" => "ShrugJob", "outcome" => "finished_first")
-    expect(events).to include("shrugged:#{shrugged}")
   end
 
   it "sends timeout with the job's deadline and what it does" do

@@ -18,6 +18,17 @@ module SpecHelpers
 
   def redis = TestRedis.redis
 
+  # Cancels `ids`, then returns once a Sidekiq process has heard of them:
+  # it hears cancels in the order they were sent, so when the cancel of
+  # `running` (a cancellable job running there), sent after them, has
+  # reached that job, theirs have arrived too. A job pushed before that
+  # could be fetched while its cancel is still on its way and start as a
+  # running job (README: a cancel sent in the instant its job is fetched).
+  def cancel_before_start(*ids, running:)
+    ids.each { |id| expect(Killer.cancel(id)).to be(true) }
+    Killer.cancel(running, wait: 10)
+  end
+
   # How many keys Killer's API wrote in the suite's Redis (Sidekiq's own
   # keys come and go with its heartbeats, Killer's process reports with
   # report_interval).
