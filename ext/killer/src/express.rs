@@ -24,9 +24,91 @@
 //! CPU-bound thread again (a few ms per kick, tens of ms in all, measured).
 //! So those two are spared: the job returns at once on the dispatcher's
 //! thread, and on a thread just raised into until its job has left.
+//!
+//! A kick runs between two C calls of the thread it lands on, like a
+//! signal handler, and like one it leaves errno as it found it: Ruby 3.3
+//! reads errno after an IO call even when the call succeeded, and the
+//! parked thread's timed wait leaves ETIMEDOUT there, which Ruby raised as
+//! IO::TimeoutError from a `gets` or `write` that had worked (Sidekiq's CLI
+//! died of it in its signal pipe). Where errno cannot be reached, no lane.
 
-/// Whether this build has the lane (built against Ruby ≥ 3.3).
-pub(crate) const AVAILABLE: bool = cfg!(ruby_gte_3_3);
+/// Whether this build has the lane (built against Ruby ≥ 3.3, on a
+/// platform whose errno a kick can keep).
+pub(crate) const AVAILABLE: bool = cfg!(ruby_gte_3_3) && errno::KEPT;
+
+/// errno, saved and put back around what a kick does.
+mod errno {
+    use std::ffi::c_int;
+
+    pub(crate) const KEPT: bool = cfg!(any(
+        target_os = "linux",
+        target_os = "android",
+        target_os = "macos",
+        target_os = "ios",
+        target_os = "freebsd",
+        target_os = "dragonfly",
+        target_os = "openbsd",
+        target_os = "netbsd"
+    ));
+
+    /// Puts errno back as it was when made, when dropped.
+    #[cfg_attr(not(ruby_gte_3_3), allow(dead_code))]
+    pub(crate) struct Kept(c_int);
+
+    #[cfg_attr(not(ruby_gte_3_3), allow(dead_code))]
+    impl Kept {
+        pub(crate) fn now() -> Self {
+            // SAFETY: the calling thread's errno, always a valid location.
+            Self(location().map_or(0, |e| unsafe { *e }))
+        }
+    }
+
+    impl Drop for Kept {
+        fn drop(&mut self) {
+            if let Some(e) = location() {
+                // SAFETY: as in `now`.
+                unsafe { *e = self.0 };
+            }
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    fn location() -> Option<*mut c_int> {
+        // SAFETY: no preconditions; the calling thread's errno.
+        Some(unsafe { libc::__errno_location() })
+    }
+
+    #[cfg(any(
+        target_os = "macos",
+        target_os = "ios",
+        target_os = "freebsd",
+        target_os = "dragonfly"
+    ))]
+    fn location() -> Option<*mut c_int> {
+        // SAFETY: no preconditions; the calling thread's errno.
+        Some(unsafe { libc::__error() })
+    }
+
+    #[cfg(any(target_os = "android", target_os = "openbsd", target_os = "netbsd"))]
+    fn location() -> Option<*mut c_int> {
+        // SAFETY: no preconditions; the calling thread's errno.
+        Some(unsafe { libc::__errno() })
+    }
+
+    #[cfg(not(any(
+        target_os = "linux",
+        target_os = "android",
+        target_os = "macos",
+        target_os = "ios",
+        target_os = "freebsd",
+        target_os = "dragonfly",
+        target_os = "openbsd",
+        target_os = "netbsd"
+    )))]
+    fn location() -> Option<*mut c_int> {
+        None
+    }
+}
 
 #[cfg(ruby_gte_3_3)]
 mod lane {
@@ -160,6 +242,7 @@ mod lane {
     /// The parked thread's unblocking function: Ruby calls it, from another
     /// thread, for a raise, a kill or the VM's end, only while it is parked.
     unsafe extern "C" fn unpark(data: *mut c_void) {
+        let _errno = super::errno::Kept::now();
         // SAFETY: as in `park`.
         let park = unsafe { &*(data as *const Park) };
         *park.woken.lock().unwrap_or_else(|p| p.into_inner()) = true;
@@ -167,6 +250,7 @@ mod lane {
     }
 
     unsafe extern "C" fn yield_gvl(_: *mut c_void) {
+        let _errno = super::errno::Kept::now();
         if spared() {
             return;
         }
@@ -185,6 +269,9 @@ mod lane {
 
     /// The kicker, registering the job on first use. Call with the GVL.
     pub(crate) fn kicker() -> Option<Kicker> {
+        if !super::AVAILABLE {
+            return None;
+        }
         let handle = *HANDLE.get_or_init(|| {
             // SAFETY: called from a Ruby thread holding the GVL (Watcher.new).
             let h = unsafe {
