@@ -34,22 +34,19 @@
 
 /// Whether this build has the lane (built against Ruby ≥ 3.3, on a
 /// platform whose errno a kick can keep).
-pub(crate) const AVAILABLE: bool = cfg!(ruby_gte_3_3) && errno::KEPT;
+pub(crate) fn available() -> bool {
+    cfg!(ruby_gte_3_3) && errno::reachable()
+}
 
 /// errno, saved and put back around what a kick does.
 mod errno {
     use std::ffi::c_int;
 
-    pub(crate) const KEPT: bool = cfg!(any(
-        target_os = "linux",
-        target_os = "android",
-        target_os = "macos",
-        target_os = "ios",
-        target_os = "freebsd",
-        target_os = "dragonfly",
-        target_os = "openbsd",
-        target_os = "netbsd"
-    ));
+    /// The platforms are listed once, in the `location`s below: the
+    /// compiler rejects one listed twice or not at all.
+    pub(crate) fn reachable() -> bool {
+        location().is_some()
+    }
 
     /// Puts errno back as it was when made, when dropped.
     #[cfg_attr(not(ruby_gte_3_3), allow(dead_code))]
@@ -269,7 +266,7 @@ mod lane {
 
     /// The kicker, registering the job on first use. Call with the GVL.
     pub(crate) fn kicker() -> Option<Kicker> {
-        if !super::AVAILABLE {
+        if !super::available() {
             return None;
         }
         let handle = *HANDLE.get_or_init(|| {

@@ -54,7 +54,7 @@ fn init(ruby: &Ruby) -> Result<(), Error> {
     native.const_set("MIN_LEASE_TTL", killer_core::MIN_LEASE_TTL.as_secs_f64())?;
     native.const_set("MAX_CLASS_BYTES", killer_core::MAX_CLASS_BYTES)?;
     // The GVL express lane is built in (Ruby >= 3.3).
-    native.const_set("EXPRESS", express::AVAILABLE)?;
+    native.const_set("EXPRESS", express::available())?;
     native.const_set("MAX_SWITCHES", killer_core::MAX_SWITCHES)?;
     native.const_set("MAX_SWITCH_SECONDS", killer_core::MAX_SWITCH_SECONDS)?;
     native.const_set("SECONDS", seconds_table(ruby)?)?;
