@@ -138,8 +138,13 @@ RSpec.describe "The Killer tab in Sidekiq::Web", keep_redis: true do
       sync = Array.new(2) { SyncJob.set(queue: "p1").perform_async(60) }
       wait_for(10, "the jobs to start") { sync.all? { |jid| redis.lrange("test:events", 0, -1).include?("started:#{jid}") } }
       wait_for(12, "the tab to offer it") { page.include?("Cancel all running SyncJob") }
-      confirm = page("/killer/cancel_class?class=SyncJob")
-      expect(confirm).to include("2 SyncJob job(s) running now")
+      # The count comes from the process's report, written every
+      # report_interval: one written between the two starts lists one job.
+      confirm = wait_for(12, "the confirmation to count both") do
+        html = page("/killer/cancel_class?class=SyncJob")
+        html if html.include?("2 SyncJob job(s) running now")
+      end
+      expect(confirm).to include("Yes, cancel every SyncJob job")
 
       history = redis.llen("killer:v1:history")
       refused = legit_post({ "class" => "SyncJob", "minutes" => "soon" }, path: "/killer/cancel_class")
