@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 /// Each kick moves the GVL one thread along Ruby's queue: with ten
 /// CPU-bound threads the dispatcher and then the job wait up to ten kicks
 /// each.
-const FAST: Duration = Duration::from_micros(100);
+pub(crate) const FAST: Duration = Duration::from_micros(30);
 /// A job still there after this (a long C call, `handle_interrupt(never)`)
 /// is kicked every millisecond, not ten times as often for all of `grace`.
 const FAST_FOR: Duration = Duration::from_millis(100);

@@ -23,6 +23,7 @@ mod lease;
 mod link;
 mod memory;
 mod memory_watch;
+mod parking;
 mod recycle;
 mod redact;
 mod redis_config;
@@ -45,6 +46,7 @@ pub use fork::Origin;
 pub use lease::{validate_lease, MAX_LEASE_NAME_BYTES, MIN_LEASE_TTL};
 pub use memory::{cgroup_limit, CgroupStatus, MemoryReader, MemorySource};
 pub use memory_watch::{CgroupReport, Grower, MemorySettings, MemoryStatus, MemoryWatch};
+pub use parking::Parking;
 pub use recycle::{Action, Input, Limits, Permit, Phase, Recycler, Step};
 pub use redis_config::{redact_url, RedisConfig, Sentinels, Server, Tls, REDACTED};
 pub use registry::{JobStart, Outcome, Reaction, RunningJob, Started, Stop};
@@ -55,7 +57,7 @@ pub use schema::{
     RECYCLES_CAP, RECYCLES_TTL, SCHEMA_VERSION, SIDEKIQ_PROCESSES, SWITCHES_CHANGED,
 };
 pub use settings::{Seconds, Settings, SECONDS};
-pub use shared::Kicker;
+pub use shared::{Kick, Kicker};
 pub use switch::Switch;
 pub use tasks::sampler::request_restart_slot;
 pub use watcher::Watcher;

@@ -27,10 +27,18 @@ pub(crate) struct StatusWrite {
     pub(crate) class: String,
 }
 
-/// Makes the thread holding Ruby's GVL yield it soon (the GVL express
-/// lane, `tasks/express.rs`). Called from the watcher thread; must be
-/// async-signal-safe and touch no Ruby object.
-pub type Kicker = Arc<dyn Fn() + Send + Sync>;
+/// What the GVL express lane's kicker is told (`tasks/express.rs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kick {
+    /// Make the thread holding Ruby's GVL yield it soon.
+    Now,
+    /// No delivery is pending any more: threads a kick set aside go on.
+    Over,
+}
+
+/// The binding's side of the express lane. Called from the core's threads,
+/// never a Ruby one; must touch no Ruby object.
+pub type Kicker = Arc<dyn Fn(Kick) + Send + Sync>;
 
 pub(crate) struct Shared {
     pub(crate) settings: Settings,

@@ -300,14 +300,14 @@ impl Watcher {
         self.origin.pid()
     }
 
-    /// Whether this process is a fork of the one that started the watcher
-    /// (whose thread did not come along). No syscall.
     /// Hands the watcher the GVL express lane's kicker (the binding, on
     /// Ruby ≥ 3.3); ignored when `express` is off. True if it will be used.
     pub fn set_kicker(&self, kick: crate::shared::Kicker) -> bool {
         self.shared.settings.express && self.shared.kicker.set(kick).is_ok()
     }
 
+    /// Whether this process is a fork of the one that started the watcher
+    /// (whose thread did not come along). No syscall.
     pub fn forked(&self) -> bool {
         self.origin.forked()
     }

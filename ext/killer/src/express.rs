@@ -10,8 +10,8 @@
 //! postponed job). On older Rubies there is no such entry point: no lane.
 //!
 //! A kicked thread does not queue for the GVL again at once: it parks
-//! without it until the kicks stop (the stop is over), a raise or a kill
-//! wakes it (its unblocking function), or 20 ms pass. Each kick then takes
+//! without it until the core says the kicks are over (no stop pending), a
+//! raise or a kill wakes it (its unblocking function), or 20 ms pass. Each kick then takes
 //! one CPU-bound thread out of the GVL's queue instead of moving it to the
 //! back: the thread raised into gets the GVL right after the dispatcher
 //! instead of behind every other one (10 CPU-bound jobs on 2 cores: p50
@@ -110,11 +110,11 @@ mod errno {
 #[cfg(ruby_gte_3_3)]
 mod lane {
     use std::ffi::c_void;
-    use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
-    use std::sync::{Arc, Condvar, Mutex, OnceLock, RwLock};
-    use std::time::{Duration, Instant};
+    use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
+    use std::sync::{Arc, OnceLock, RwLock};
+    use std::time::Duration;
 
-    use killer_core::Kicker;
+    use killer_core::{Kick, Kicker, Parking};
 
     /// The one preregistered job, for the process's life (a finite VM
     /// resource: registered once, whatever the number of watchers).
@@ -193,46 +193,22 @@ mod lane {
         *VM_GONE.write().unwrap_or_else(|p| p.into_inner()) = true;
     }
 
-    /// A parked thread leaves once no kick came for this long (kicks come
-    /// every 100 µs while a stop is pending), or after PARK_MAX: a parked
-    /// thread may hold a Mutex the dispatcher needs.
-    const PARK_IDLE: Duration = Duration::from_micros(500);
+    /// A parked thread leaves after this even if the kicks go on: it may
+    /// hold a Mutex the dispatcher needs.
     const PARK_MAX: Duration = Duration::from_millis(20);
 
-    /// When the last kick came, in ns since `EPOCH`.
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    static LAST_KICK: AtomicU64 = AtomicU64::new(0);
-
-    fn since_epoch() -> Duration {
-        EPOCH.get_or_init(Instant::now).elapsed()
-    }
+    static PARKING: Parking = Parking::new();
 
     /// One parked thread's wake-up call, on its stack while it is parked.
     struct Park {
-        woken: Mutex<bool>,
-        cv: Condvar,
+        woken: AtomicBool,
     }
 
     unsafe extern "C" fn park(data: *mut c_void) -> *mut c_void {
         // SAFETY: `data` is the Park on yield_gvl's stack, which outlives
         // the call.
         let park = unsafe { &*(data as *const Park) };
-        let until = Instant::now() + PARK_MAX;
-        let mut woken = park.woken.lock().unwrap_or_else(|p| p.into_inner());
-        while !*woken {
-            let last = Duration::from_nanos(LAST_KICK.load(Relaxed));
-            let idle_at = Instant::now() + (last + PARK_IDLE).saturating_sub(since_epoch());
-            let wake = idle_at.min(until);
-            let now = Instant::now();
-            if wake <= now {
-                break;
-            }
-            woken = park
-                .cv
-                .wait_timeout(woken, wake - now)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
-        }
+        PARKING.park(PARK_MAX, &park.woken);
         std::ptr::null_mut()
     }
 
@@ -242,8 +218,7 @@ mod lane {
         let _errno = super::errno::Kept::now();
         // SAFETY: as in `park`.
         let park = unsafe { &*(data as *const Park) };
-        *park.woken.lock().unwrap_or_else(|p| p.into_inner()) = true;
-        park.cv.notify_one();
+        PARKING.unpark(&park.woken);
     }
 
     unsafe extern "C" fn yield_gvl(_: *mut c_void) {
@@ -252,8 +227,7 @@ mod lane {
             return;
         }
         let park_here = Park {
-            woken: Mutex::new(false),
-            cv: Condvar::new(),
+            woken: AtomicBool::new(false),
         };
         let data = &park_here as *const Park as *mut c_void;
         // SAFETY: called by the VM on a Ruby thread holding the GVL, as a
@@ -280,10 +254,13 @@ mod lane {
             (h != rb_sys::rb_postponed_job_handle_t::MAX).then_some(h)
         });
         let handle = handle?;
-        Some(Arc::new(move || {
+        Some(Arc::new(move |kick| {
+            if kick == Kick::Over {
+                return PARKING.over();
+            }
+            PARKING.kicked();
             let gone = VM_GONE.read().unwrap_or_else(|p| p.into_inner());
             if !*gone {
-                LAST_KICK.store(since_epoch().as_nanos() as u64, Relaxed);
                 // SAFETY: callable from any thread, with a handle the VM gave
                 // us, while the VM lives (the read lock holds off its end).
                 unsafe { rb_sys::rb_postponed_job_trigger(handle) }
