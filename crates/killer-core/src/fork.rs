@@ -5,7 +5,8 @@
 //! one fork check of the gem: the watcher, the console client and the
 //! binding all ask it.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
 use std::sync::Once;
 
 static GENERATION: AtomicU64 = AtomicU64::new(0);
@@ -49,5 +50,49 @@ impl Origin {
 
     pub fn pid(&self) -> u32 {
         self.pid
+    }
+}
+
+/// A value of this process: a forked child gets a fresh one, not its copy
+/// of the parent's, whose lock a thread that did not come along may hold
+/// forever. The copy is leaked (one per fork, and only once used there).
+pub struct PerProcess<T: 'static> {
+    current: AtomicPtr<(Origin, T)>,
+    make: fn() -> T,
+    _owns: PhantomData<Box<T>>,
+}
+
+impl<T: 'static> PerProcess<T> {
+    pub const fn new(make: fn() -> T) -> Self {
+        Self {
+            current: AtomicPtr::new(std::ptr::null_mut()),
+            make,
+            _owns: PhantomData,
+        }
+    }
+
+    pub fn get(&self) -> &T {
+        let seen = self.current.load(Ordering::Acquire);
+        // SAFETY: a non-null pointer here came from Box::into_raw below and
+        // is never freed.
+        if let Some((origin, value)) = unsafe { seen.as_ref() } {
+            if !origin.forked() {
+                return value;
+            }
+        }
+        let fresh = Box::into_raw(Box::new((Origin::here(), (self.make)())));
+        match self
+            .current
+            .compare_exchange(seen, fresh, Ordering::AcqRel, Ordering::Acquire)
+        {
+            // SAFETY: as above; now shared, never freed.
+            Ok(_) => unsafe { &(*fresh).1 },
+            Err(theirs) => {
+                // Another thread of this process put one first: use theirs.
+                // SAFETY: `fresh` was never shared; `theirs` as above.
+                drop(unsafe { Box::from_raw(fresh) });
+                unsafe { &(*theirs).1 }
+            }
+        }
     }
 }

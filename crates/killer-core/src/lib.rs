@@ -42,7 +42,7 @@ pub use cgroup::{Cgroup, Reading as CgroupReading, Version as CgroupVersion};
 pub use client::{Client, Delivery, Overview, Recorded, MAX_OVERVIEW_LIMIT};
 pub use error::{Error, Result};
 pub use event::{Event, LogLevel, StopReason};
-pub use fork::Origin;
+pub use fork::{Origin, PerProcess};
 pub use lease::{validate_lease, MAX_LEASE_NAME_BYTES, MIN_LEASE_TTL};
 pub use memory::{cgroup_limit, CgroupStatus, MemoryReader, MemorySource};
 pub use memory_watch::{CgroupReport, Grower, MemorySettings, MemoryStatus, MemoryWatch};

@@ -10,10 +10,10 @@
 //! postponed job). On older Rubies there is no such entry point: no lane.
 //!
 //! A kicked thread does not queue for the GVL again at once: it parks
-//! without it until the core says the kicks are over (no stop pending), a
-//! raise or a kill wakes it (its unblocking function), or 20 ms pass. Each kick then takes
-//! one CPU-bound thread out of the GVL's queue instead of moving it to the
-//! back: the thread raised into gets the GVL right after the dispatcher
+//! without it (killer_core::Parking) until the core says the kicks are
+//! over (no stop pending), a raise or a kill wakes it (its unblocking
+//! function), or 20 ms pass. Each kick then takes one CPU-bound thread out
+//! of the GVL's queue instead of moving it to the back: the thread raised into gets the GVL right after the dispatcher
 //! instead of behind every other one (10 CPU-bound jobs on 2 cores: p50
 //! 9.6 → 5.2 ms, p99 21 → 12, BENCHMARKS.md). The others lose at most
 //! those milliseconds, in which they would mostly have waited for the GVL.
@@ -114,17 +114,27 @@ mod lane {
     use std::sync::{Arc, OnceLock, RwLock};
     use std::time::Duration;
 
-    use killer_core::{Kick, Kicker, Parking};
+    use killer_core::{Kick, Kicker, Parking, PerProcess};
 
     /// The one preregistered job, for the process's life (a finite VM
     /// resource: registered once, whatever the number of watchers).
     static HANDLE: OnceLock<Option<rb_sys::rb_postponed_job_handle_t>> = OnceLock::new();
 
-    /// Whether the VM has passed away. The kicks come from a thread Ruby
-    /// does not know, which may outlive the VM at exit (a delivery pending
-    /// in a console that exits): the trigger reads the VM, so it is never
-    /// called once the VM is gone, nor while it goes.
-    static VM_GONE: RwLock<bool> = RwLock::new(false);
+    /// The lane's locks, fresh in a forked child: its copy of the parent's
+    /// may be held by the kicker thread, which did not come along.
+    static LOCKS: PerProcess<Locks> = PerProcess::new(|| Locks {
+        vm_gone: RwLock::new(false),
+        parking: Parking::new(),
+    });
+
+    struct Locks {
+        /// Whether the VM has passed away. The kicks come from a thread
+        /// Ruby does not know, which may outlive the VM at exit (a delivery
+        /// pending in a console that exits): the trigger reads the VM, so
+        /// it is never called once the VM is gone, nor while it goes.
+        vm_gone: RwLock<bool>,
+        parking: Parking,
+    }
 
     /// The dispatcher's OS thread, and threads just raised into (a ring:
     /// more stops at once than slots only costs the oldest its sparing).
@@ -190,25 +200,22 @@ mod lane {
     }
 
     unsafe extern "C" fn vm_gone(_: *mut rb_sys::ruby_vm_t) {
-        *VM_GONE.write().unwrap_or_else(|p| p.into_inner()) = true;
+        *LOCKS
+            .get()
+            .vm_gone
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = true;
     }
 
     /// A parked thread leaves after this even if the kicks go on: it may
     /// hold a Mutex the dispatcher needs.
     const PARK_MAX: Duration = Duration::from_millis(20);
 
-    static PARKING: Parking = Parking::new();
-
-    /// One parked thread's wake-up call, on its stack while it is parked.
-    struct Park {
-        woken: AtomicBool,
-    }
-
     unsafe extern "C" fn park(data: *mut c_void) -> *mut c_void {
-        // SAFETY: `data` is the Park on yield_gvl's stack, which outlives
-        // the call.
-        let park = unsafe { &*(data as *const Park) };
-        PARKING.park(PARK_MAX, &park.woken);
+        // SAFETY: `data` is the parked thread's wake-up flag, on
+        // yield_gvl's stack, which outlives the call.
+        let woken = unsafe { &*(data as *const AtomicBool) };
+        LOCKS.get().parking.park(PARK_MAX, woken);
         std::ptr::null_mut()
     }
 
@@ -217,8 +224,8 @@ mod lane {
     unsafe extern "C" fn unpark(data: *mut c_void) {
         let _errno = super::errno::Kept::now();
         // SAFETY: as in `park`.
-        let park = unsafe { &*(data as *const Park) };
-        PARKING.unpark(&park.woken);
+        let woken = unsafe { &*(data as *const AtomicBool) };
+        LOCKS.get().parking.unpark(woken);
     }
 
     unsafe extern "C" fn yield_gvl(_: *mut c_void) {
@@ -226,10 +233,8 @@ mod lane {
         if spared() {
             return;
         }
-        let park_here = Park {
-            woken: AtomicBool::new(false),
-        };
-        let data = &park_here as *const Park as *mut c_void;
+        let woken = AtomicBool::new(false);
+        let data = &woken as *const AtomicBool as *mut c_void;
         // SAFETY: called by the VM on a Ruby thread holding the GVL, as a
         // postponed job; releases it while parked. With an interrupt
         // already pending, Ruby neither releases it nor calls `park`.
@@ -256,10 +261,11 @@ mod lane {
         let handle = handle?;
         Some(Arc::new(move |kick| {
             if kick == Kick::Over {
-                return PARKING.over();
+                return LOCKS.get().parking.over();
             }
-            PARKING.kicked();
-            let gone = VM_GONE.read().unwrap_or_else(|p| p.into_inner());
+            let locks = LOCKS.get();
+            locks.parking.kicked();
+            let gone = locks.vm_gone.read().unwrap_or_else(|p| p.into_inner());
             if !*gone {
                 // SAFETY: callable from any thread, with a handle the VM gave
                 // us, while the VM lives (the read lock holds off its end).
