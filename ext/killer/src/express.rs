@@ -262,10 +262,10 @@ mod lane {
         });
         let handle = handle?;
         Some(Arc::new(move |kick| {
-            if kick == Kick::Over {
-                return LOCKS.get().parking.over();
-            }
             let locks = LOCKS.get();
+            if kick == Kick::Over {
+                return locks.parking.over();
+            }
             locks.parking.kicked();
             let gone = locks.vm_gone.read().unwrap_or_else(|p| p.into_inner());
             if !*gone {
