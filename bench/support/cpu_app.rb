@@ -2,7 +2,8 @@
 
 # The Sidekiq app of bench/cpu_cancel.rb: jobs that burn CPU (or wait on IO)
 # until cancelled, recording when they start and stop (CLOCK_MONOTONIC is
-# system-wide). KILLER_EXPRESS=0 turns the GVL express lane off.
+# system-wide; the stop also in a list of its own, which the bench waits on
+# with BLPOP). KILLER_EXPRESS=0 turns the GVL express lane off.
 require "sidekiq"
 require "killer"
 Redis.silence_deprecations = true if defined?(Redis) && Redis.respond_to?(:silence_deprecations=)
@@ -21,8 +22,15 @@ class BenchCpuJob
     x = 0
     loop { x += 1 }
   ensure
-    at = Process.clock_gettime(Process::CLOCK_MONOTONIC)
-    Sidekiq.redis { |r| r.hset("bench:stopped", jid, at.to_s) }
+    stopped
+  end
+
+  def stopped
+    at = Process.clock_gettime(Process::CLOCK_MONOTONIC).to_s
+    Sidekiq.redis do |r|
+      r.hset("bench:stopped", jid, at)
+      r.rpush("bench:stopped:#{jid}", at)
+    end
   end
 end
 
@@ -31,7 +39,6 @@ class BenchIoJob < BenchCpuJob
     Sidekiq.redis { |r| r.rpush("bench:started", jid) }
     loop { sleep 0.002 }
   ensure
-    at = Process.clock_gettime(Process::CLOCK_MONOTONIC)
-    Sidekiq.redis { |r| r.hset("bench:stopped", jid, at.to_s) }
+    stopped
   end
 end

@@ -30,7 +30,13 @@ pub(crate) struct StatusWrite {
 /// What the GVL express lane's kicker is told (`tasks/express.rs`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kick {
-    /// Make the thread holding Ruby's GVL yield it soon.
+    /// Make the thread holding Ruby's GVL yield it soon, and each thread
+    /// that takes it next, as it takes it: a stop is young, and the GVL
+    /// should pass along every waiting thread at once.
+    Chain,
+    /// Make the thread holding the GVL yield it soon, that one only: a stop
+    /// has waited long (its job is in a long C call or ignores it), and the
+    /// other threads are not all held up for as long as it lasts.
     Now,
     /// No delivery is pending any more: threads a kick set aside go on.
     Over,

@@ -90,9 +90,12 @@ impl Watcher {
             .map_err(|e| to_ruby(ruby, redis.redact_error(e)))?;
         let (tx, rx) = unbounded();
         logging::route_to(tx.clone());
+        // Off, the lane registers nothing with the VM (no postponed job,
+        // no thread event hook).
+        let express = s.express;
         let core =
             CoreWatcher::start(s, tx.clone()).map_err(|e| to_ruby(ruby, redis.redact_error(e)))?;
-        if let Some(kick) = express::kicker() {
+        if let Some(kick) = express.then(express::kicker).flatten() {
             core.set_kicker(kick);
         }
         Ok(Watcher {

@@ -5,19 +5,24 @@
 //! ≥ 3.3, `rb_postponed_job_trigger`: the thread holding the GVL yields it
 //! at its next safe point, running no Ruby code).
 //!
-//! tokio's timer ticks in whole milliseconds, too coarse when the GVL must
-//! pass along ten threads twice; so the kicks come from a thread of their
-//! own, `killer-express`, started when a delivery becomes pending (until its
-//! job has left, at most `grace`; 50 ms for a lost lease) and ended when
-//! none is: neither a thread nor a kick while idle. The pace is `lane.rs`'s.
-//! When it ends, the binding hears `Kick::Over`: the threads the kicks set
-//! aside take their turns again at once, not at some later look.
+//! The first kick is at once, from the task that learned of the stop.
+//! While the stop is young (`Kick::Chain`) the binding passes the GVL along
+//! from there: each thread taking it kicks itself. The later kicks restart
+//! a broken chain and look whether the job has left; they come from a
+//! thread of their own, `killer-express` (tokio's timer rounds up to whole
+//! milliseconds, and its workers may be busy with Redis), started when a
+//! delivery becomes pending (until its job has left, at most `grace`; 50 ms
+//! for a lost lease) and ended when none is: neither a thread nor a kick
+//! while idle. The pace is `lane.rs`'s. When it ends, the binding hears
+//! `Kick::Over`: the threads the kicks set aside take their turns again at
+//! once, not at some later look.
 
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use tracing::warn;
 
+use crate::lane::{Pace, PERIOD};
 use crate::shared::{Kick, Kicker, Shared};
 
 /// A lease's holder is not a registered job: kicks for this long.
@@ -40,7 +45,7 @@ fn pend(shared: &Arc<Shared>, token: Option<u64>, lasting: Duration) {
     let now = Instant::now();
     let start = shared.lane.pend(token, now, now + lasting);
     // The first kick at once: the dispatcher may be queued for the GVL now.
-    kick(Kick::Now);
+    kick(Kick::Chain);
     if !start {
         return;
     }
@@ -60,7 +65,6 @@ fn pend(shared: &Arc<Shared>, token: Option<u64>, lasting: Duration) {
 }
 
 fn kick_while_pending(shared: &Weak<Shared>, kick: &Kicker) {
-    precise_sleeps();
     kick_until_none_pending(shared, kick);
     kick(Kick::Over);
 }
@@ -80,27 +84,17 @@ fn kick_until_none_pending(shared: &Weak<Shared>, kick: &Kicker) {
                 .filter(|t| !registry.is_running(*t))
                 .collect()
         };
-        let Some(period) = shared.lane.next_period(&gone, Instant::now()) else {
+        let Some(pace) = shared.lane.next_pace(&gone, Instant::now()) else {
             return;
         };
         drop(shared);
-        std::thread::sleep(period);
-        kick(Kick::Now);
+        std::thread::sleep(PERIOD);
+        kick(match pace {
+            Pace::Young => Kick::Chain,
+            Pace::Late => Kick::Now,
+        });
     }
 }
-
-/// Linux lets a thread's sleeps run late by its timer slack (50 µs by
-/// default), which turned each 30 µs pause into ~100; this thread's is
-/// 1 ns. It sleeps only while a stop is pending, so its wakes cost little.
-#[cfg(any(target_os = "linux", target_os = "android"))]
-fn precise_sleeps() {
-    // SAFETY: PR_SET_TIMERSLACK reads only its integer argument and sets the
-    // calling thread's slack; a failure leaves the default, which works.
-    unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong) };
-}
-
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-fn precise_sleeps() {}
 
 #[cfg(test)]
 mod tests {
@@ -132,8 +126,8 @@ mod tests {
         }
     }
 
-    fn nows(kicks: &[Kick]) -> usize {
-        kicks.iter().filter(|k| **k == Kick::Now).count()
+    fn count(kicks: &[Kick], kind: Kick) -> usize {
+        kicks.iter().filter(|k| **k == kind).count()
     }
 
     #[test]
@@ -142,9 +136,14 @@ mod tests {
         for_lease(&shared);
         let kicks = await_over(&heard);
         assert!(!shared.lane.kicking());
-        // The first at once, then the thread's, at most one per FAST.
-        let most = 1 + (LEASE_BURST.as_micros() / crate::lane::FAST.as_micros()) as usize;
-        assert!((2..=most).contains(&nows(&kicks)), "{kicks:?}");
+        // The first at once, then the thread's, at most one per PERIOD; a
+        // burst is always young.
+        let most = 1 + (LEASE_BURST.as_micros() / PERIOD.as_micros()) as usize;
+        assert!(
+            (2..=most).contains(&count(&kicks, Kick::Chain)),
+            "{kicks:?}"
+        );
+        assert_eq!(count(&kicks, Kick::Now), 0);
         assert_eq!(
             kicks.iter().position(|k| *k == Kick::Over),
             Some(kicks.len() - 1)
@@ -162,7 +161,7 @@ mod tests {
         let (shared, heard) = kicked_shared();
         // Token 42 is no running job: pending until the thread's first look.
         for_job(&shared, 42);
-        assert_eq!(await_over(&heard), vec![Kick::Now, Kick::Over]);
+        assert_eq!(await_over(&heard), vec![Kick::Chain, Kick::Over]);
         assert!(shared.lane.tokens().is_empty());
     }
 
@@ -177,6 +176,42 @@ mod tests {
             1,
             "{kicks:?}"
         );
-        assert!(nows(&kicks) >= 3, "{kicks:?}");
+        assert!(count(&kicks, Kick::Chain) >= 3, "{kicks:?}");
+    }
+
+    #[test]
+    fn a_job_still_there_after_a_while_is_kicked_alone_until_it_leaves() {
+        let (shared, heard) = kicked_shared();
+        let job = crate::registry::JobStart {
+            ids: vec!["stuck".into()],
+            class: "Stuck".into(),
+            cancellable: true,
+            timeout: None,
+        };
+        let crate::registry::Started::Run(token) =
+            shared.registry().start(job, None, Instant::now())
+        else {
+            panic!("the job did not start");
+        };
+        for_job(&shared, token);
+        // Young: chained kicks; then, past CHAIN_FOR, the holder only.
+        let until = Instant::now() + Duration::from_secs(10);
+        while !heard.lock().unwrap().contains(&Kick::Now) {
+            assert!(Instant::now() < until, "never kicked alone");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        shared.registry().finish(token, Instant::now());
+        let kicks = await_over(&heard);
+        let first_alone = kicks.iter().position(|k| *k == Kick::Now).unwrap();
+        assert!(
+            kicks[..first_alone].iter().all(|k| *k == Kick::Chain),
+            "{kicks:?}"
+        );
+        assert!(
+            kicks[first_alone..kicks.len() - 1]
+                .iter()
+                .all(|k| *k == Kick::Now),
+            "chained again once late: {kicks:?}"
+        );
     }
 }
