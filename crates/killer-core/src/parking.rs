@@ -3,7 +3,7 @@
 //! core says the kicks are over, when its unblocking function wakes it (a
 //! raise, a kill), or at its bound. Plain threads and clocks: no Ruby here.
 
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -24,6 +24,9 @@ pub struct Parking {
     /// Whether kicks are coming: a thread kicked after the core said they
     /// were over does not park.
     kicking: AtomicBool,
+    /// How many times the kicks were over (`State::overs`, readable
+    /// without the lock).
+    ends: AtomicU64,
 }
 
 struct State {
@@ -48,6 +51,7 @@ impl Parking {
             }),
             wake: Condvar::new(),
             kicking: AtomicBool::new(false),
+            ends: AtomicU64::new(0),
         }
     }
 
@@ -60,11 +64,23 @@ impl Parking {
         self.kicking.store(true, Relaxed);
     }
 
+    /// Whether kicks are coming (none since the last end).
+    pub fn kicking(&self) -> bool {
+        self.kicking.load(Relaxed)
+    }
+
+    /// How many times the kicks were over: the same number before and
+    /// after a park means no end came between.
+    pub fn ends(&self) -> u64 {
+        self.ends.load(Relaxed)
+    }
+
     /// No stop is pending any more: every parked thread goes on.
     pub fn over(&self) {
         let mut state = self.state();
         self.kicking.store(false, Relaxed);
         state.overs += 1;
+        self.ends.store(state.overs, Relaxed);
         drop(state);
         self.wake.notify_all();
     }
@@ -158,7 +174,11 @@ mod tests {
         let woken = [Arc::default(), Arc::default()];
         let rxs: Vec<_> = woken.iter().map(|w| park_one(&parking, w, LONG)).collect();
         await_parked(&parking, 2);
+        assert!(parking.kicking());
+        let ends = parking.ends();
         parking.over();
+        assert_eq!(parking.ends(), ends + 1);
+        assert!(!parking.kicking());
         assert!(
             rxs.iter().all(|rx| left(rx) == Some(Left::Over)),
             "a parked thread stayed for its 60 s bound"

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use tracing::warn;
 
-use crate::lane::{Pace, PERIOD};
+use crate::lane::Pace;
 use crate::shared::{Kick, Kicker, Shared};
 
 /// A lease's holder is not a registered job: kicks for this long.
@@ -43,9 +43,9 @@ fn pend(shared: &Arc<Shared>, token: Option<u64>, lasting: Duration) {
         return;
     };
     let now = Instant::now();
-    let start = shared.lane.pend(token, now, now + lasting);
+    let (start, pace) = shared.lane.pend(token, now, now + lasting);
     // The first kick at once: the dispatcher may be queued for the GVL now.
-    kick(Kick::Chain);
+    kick(kick_for(pace));
     if !start {
         return;
     }
@@ -61,6 +61,13 @@ fn pend(shared: &Arc<Shared>, token: Option<u64>, lasting: Duration) {
             event = "express.no_thread",
             "cannot start the express lane's thread ({e}); this stop waits for Ruby's timeslice"
         );
+    }
+}
+
+fn kick_for(pace: Pace) -> Kick {
+    match pace {
+        Pace::Chain => Kick::Chain,
+        Pace::Fast | Pace::Late => Kick::Now,
     }
 }
 
@@ -88,11 +95,8 @@ fn kick_until_none_pending(shared: &Weak<Shared>, kick: &Kicker) {
             return;
         };
         drop(shared);
-        std::thread::sleep(PERIOD);
-        kick(match pace {
-            Pace::Young => Kick::Chain,
-            Pace::Late => Kick::Now,
-        });
+        std::thread::sleep(pace.period());
+        kick(kick_for(pace));
     }
 }
 
@@ -136,9 +140,9 @@ mod tests {
         for_lease(&shared);
         let kicks = await_over(&heard);
         assert!(!shared.lane.kicking());
-        // The first at once, then the thread's, at most one per PERIOD; a
+        // The first at once, then the thread's, at most one per FAST; a
         // burst is always young.
-        let most = 1 + (LEASE_BURST.as_micros() / PERIOD.as_micros()) as usize;
+        let most = 1 + (LEASE_BURST.as_micros() / crate::lane::FAST.as_micros()) as usize;
         assert!(
             (2..=most).contains(&count(&kicks, Kick::Chain)),
             "{kicks:?}"
