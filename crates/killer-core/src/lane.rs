@@ -6,13 +6,14 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// Between two kicks while a delivery is young. A kick moves the GVL one
-/// thread along Ruby's queue; the binding moves it along the rest as each
-/// thread takes it (`Pace::Young`), once per thread until the kicks end,
-/// so these restart a broken chain and carry a stream of cancels, whose
-/// kicks never end. (Every 30 µs kept the kicker on a CPU a third of the
-/// time, in the way of the threads the GVL passes to; every 1 ms, a
-/// stream's later stops waited a millisecond per thread: the in-process
-/// stress spec stopped 1,779 of 5,959 jobs mid-body, against 5,450.)
+/// thread along Ruby's queue; with `Pace::Chain` the binding moves it along
+/// the rest as each thread takes it, once per thread until the kicks end,
+/// so these restart a broken chain; they alone carry the kicks that do not
+/// chain, and a stream of cancels, whose kicks never end. (Every 30 µs
+/// kept the kicker on a CPU a third of the time, in the way of the threads
+/// the GVL passes to; every 1 ms, a stream's later stops waited a
+/// millisecond per thread: the in-process stress spec stopped 1,779 of
+/// 5,959 jobs mid-body, against 5,450.)
 pub(crate) const FAST: Duration = Duration::from_micros(100);
 /// A job still there after this (a long C call, `handle_interrupt(never)`)
 /// is kicked alone, every `SLOW`: every other thread is not held up for
