@@ -46,7 +46,7 @@ pub use fork::{Origin, PerProcess};
 pub use lease::{validate_lease, MAX_LEASE_NAME_BYTES, MIN_LEASE_TTL};
 pub use memory::{cgroup_limit, CgroupStatus, MemoryReader, MemorySource};
 pub use memory_watch::{CgroupReport, Grower, MemorySettings, MemoryStatus, MemoryWatch};
-pub use parking::{Left, Parking};
+pub use parking::Parking;
 pub use recycle::{Action, Input, Limits, Permit, Phase, Recycler, Step};
 pub use redis_config::{redact_url, RedisConfig, Sentinels, Server, Tls, REDACTED};
 pub use registry::{JobStart, Outcome, Reaction, RunningJob, Started, Stop};

@@ -7,17 +7,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-/// Why a parked thread went on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Left {
-    /// The kicks were over (or not coming when it came to park).
-    Over,
-    /// Its unblocking function woke it.
-    Unparked,
-    /// Its bound passed while the kicks went on.
-    Bound,
-}
-
 pub struct Parking {
     state: Mutex<State>,
     wake: Condvar,
@@ -87,29 +76,22 @@ impl Parking {
 
     /// Waits until the kicks are over, `woken` is set by [`Parking::unpark`],
     /// or `bound` has passed; at once if no kicks are coming.
-    pub fn park(&self, bound: Duration, woken: &AtomicBool) -> Left {
+    pub fn park(&self, bound: Duration, woken: &AtomicBool) {
         let until = Instant::now() + bound;
         let mut state = self.state();
         let parked_at = state.overs;
         state.parked += 1;
-        let left = loop {
-            if woken.load(Relaxed) {
-                break Left::Unparked;
-            }
-            if !self.kicking.load(Relaxed) || state.overs != parked_at {
-                break Left::Over;
-            }
-            let Some(wait) = until.checked_duration_since(Instant::now()) else {
-                break Left::Bound;
+        while self.kicking.load(Relaxed) && state.overs == parked_at && !woken.load(Relaxed) {
+            let Some(left) = until.checked_duration_since(Instant::now()) else {
+                break;
             };
             state = self
                 .wake
-                .wait_timeout(state, wait)
+                .wait_timeout(state, left)
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
-        };
+        }
         state.parked -= 1;
-        left
     }
 
     /// Wakes the thread parked with `woken`, from another thread.
@@ -141,11 +123,12 @@ mod tests {
         parking: &Arc<Parking>,
         woken: &Arc<AtomicBool>,
         bound: Duration,
-    ) -> mpsc::Receiver<Left> {
+    ) -> mpsc::Receiver<()> {
         let (tx, rx) = mpsc::channel();
         let (parking, woken) = (parking.clone(), woken.clone());
         thread::spawn(move || {
-            let _ = tx.send(parking.park(bound, &woken));
+            parking.park(bound, &woken);
+            let _ = tx.send(());
         });
         rx
     }
@@ -162,9 +145,8 @@ mod tests {
         }
     }
 
-    /// How the thread left, if it did within 10 s.
-    fn left(rx: &mpsc::Receiver<Left>) -> Option<Left> {
-        rx.recv_timeout(Duration::from_secs(10)).ok()
+    fn left(rx: &mpsc::Receiver<()>) -> bool {
+        rx.recv_timeout(Duration::from_secs(10)).is_ok()
     }
 
     #[test]
@@ -180,7 +162,7 @@ mod tests {
         assert_eq!(parking.ends(), ends + 1);
         assert!(!parking.kicking());
         assert!(
-            rxs.iter().all(|rx| left(rx) == Some(Left::Over)),
+            rxs.iter().all(left),
             "a parked thread stayed for its 60 s bound"
         );
         assert_eq!(parking.parked(), 0);
@@ -195,11 +177,11 @@ mod tests {
         let rx_other = park_one(&parking, &other, LONG);
         await_parked(&parking, 2);
         parking.unpark(&mine);
-        assert_eq!(left(&rx_mine), Some(Left::Unparked));
+        assert!(left(&rx_mine));
         assert_eq!(parking.parked(), 1);
         assert!(rx_other.try_recv().is_err());
         parking.over();
-        assert_eq!(left(&rx_other), Some(Left::Over));
+        assert!(left(&rx_other));
     }
 
     #[test]
@@ -207,17 +189,17 @@ mod tests {
         let parking = Arc::new(Parking::new());
         let woken = Arc::default();
         // Never kicked, then kicked and over: no wait either time.
-        assert_eq!(left(&park_one(&parking, &woken, LONG)), Some(Left::Over));
+        assert!(left(&park_one(&parking, &woken, LONG)));
         parking.kicked();
         parking.over();
-        assert_eq!(left(&park_one(&parking, &woken, LONG)), Some(Left::Over));
+        assert!(left(&park_one(&parking, &woken, LONG)));
         // Kicks again: a new park waits for the next end, not the last one.
         parking.kicked();
         let rx = park_one(&parking, &woken, LONG);
         await_parked(&parking, 1);
         assert!(rx.try_recv().is_err());
         parking.over();
-        assert_eq!(left(&rx), Some(Left::Over));
+        assert!(left(&rx));
     }
 
     #[test]
@@ -225,11 +207,11 @@ mod tests {
         let parking = Arc::new(Parking::new());
         parking.kicked();
         let start = Instant::now();
-        let bound = Duration::from_millis(5);
-        assert_eq!(
-            left(&park_one(&parking, &Arc::default(), bound)),
-            Some(Left::Bound)
-        );
+        assert!(left(&park_one(
+            &parking,
+            &Arc::default(),
+            Duration::from_millis(5)
+        )));
         assert!(start.elapsed() >= Duration::from_millis(5));
     }
 }
